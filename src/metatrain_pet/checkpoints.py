@@ -1,0 +1,43 @@
+"""Checkpoint versions of ``experimental.pet_ecse`` and their upgrades.
+
+When the layout of a model or trainer checkpoint changes, bump the class's
+``__checkpoint_version__``, add a function ``model_update_vN_vN+1`` (or
+``trainer_update_...``) that rewrites an old checkpoint in place, register it below,
+and store a reference checkpoint of the new version in ``tests/checkpoints/``.
+"""
+
+from typing import Any, Callable, Dict
+
+MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {}
+"""Model upgrade functions, keyed by the version they upgrade from."""
+
+TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {}
+"""Trainer upgrade functions, keyed by the version they upgrade from."""
+
+
+def upgrade(
+    checkpoint: Dict[str, Any],
+    kind: str,
+    current_version: int,
+    updates: Dict[int, Callable[[Dict[str, Any]], None]],
+) -> Dict[str, Any]:
+    """Apply the upgrade functions until ``checkpoint`` reaches ``current_version``.
+
+    :param checkpoint: the checkpoint, modified in place
+    :param kind: ``"model"`` or ``"trainer"``
+    :param current_version: the version of the installed code
+    :param updates: upgrade functions keyed by their starting version
+    :return: the upgraded checkpoint
+    :raises RuntimeError: if no chain of upgrades reaches ``current_version``
+    """
+    key = f"{kind}_ckpt_version"
+    while checkpoint[key] in updates and checkpoint[key] < current_version:
+        updates[checkpoint[key]](checkpoint)
+        checkpoint[key] += 1
+    if checkpoint[key] != current_version:
+        raise RuntimeError(
+            f"Unable to upgrade the checkpoint: the checkpoint is using {kind} "
+            f"version {checkpoint[key]}, while the current {kind} version is "
+            f"{current_version}."
+        )
+    return checkpoint

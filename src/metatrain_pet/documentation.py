@@ -1,0 +1,148 @@
+"""
+PET with ECSE (``experimental.pet_ecse``)
+=========================================
+
+The Point Edge Transformer of Pozdnyakov & Ceriotti (NeurIPS 2023): a message-passing
+network whose every block is a transformer over the tokens of one atomic environment
+(the central atom and one token per neighbour). Geometry enters through the Cartesian
+edge vectors r_ij, so the model is not rotationally invariant by construction; it
+learns the symmetry from rotational augmentation, and the Equivariant Coordinate
+System Ensemble (ECSE, Sec. 5 and App. F of the paper) makes it exact when wanted.
+
+Usage in an options file:
+
+.. code-block:: yaml
+
+    architecture:
+      name: experimental.pet_ecse
+      model:
+        cutoff: 5.0
+      training:
+        num_epochs: 100
+
+{{SECTION_INSTALLATION}}
+
+Additional outputs
+------------------
+
+- ``feature``: the per-atom features (the central-atom token and the cutoff-weighted
+  sum of the edge tokens of the last block, concatenated).
+- ``mtt::aux::ecse_num_frames``: with ``ecse.enable``, the number of frames used per
+  structure, to see what symmetrization costs.
+
+{{SECTION_DEFAULT_HYPERS}}
+"""
+
+from typing import Literal
+
+from metatrain.composition.documentation import FixedCompositionWeights
+from metatrain.utils.hypers import init_with_defaults
+from metatrain.utils.loss import LossSpecification
+from typing_extensions import TypedDict
+
+from .ecse.hypers import ECSEHypers
+
+
+class ModelHypers(TypedDict):
+    """Hyper-parameters of the PET model (Fig. 2 and App. A of the paper)."""
+
+    cutoff: float = 5.0
+    """Cutoff radius R_c of every message-passing block, in the length unit of the
+    dataset. Neighbours are smoothly switched off between R_c - Δ_Rc and R_c."""
+    cutoff_width: float = 0.5
+    """Width Δ_Rc of the smooth cutoff function f_c (Eq. 9)."""
+    d_pet: int = 128
+    """Width d_PET of all tokens and messages."""
+    num_heads: int = 4
+    """Number of attention heads of every transformer layer."""
+    d_feedforward: int = 512
+    """Hidden dimension of the feed-forward network of every transformer layer."""
+    num_attention_layers: int = 3
+    """Number n_TL of transformer layers inside each message-passing block."""
+    num_gnn_layers: int = 3
+    """Number n_GNN of message-passing blocks. The interaction range of the exported
+    model is ``num_gnn_layers * cutoff``."""
+    transformer_type: Literal["PostLN", "PreLN"] = "PostLN"
+    """Layer normalisation after each residual sum (``PostLN``, the paper's
+    transformer) or before each sub-layer (``PreLN``)."""
+    d_head: int = 128
+    """Hidden width of the atomic (H_c) and bond (H_n) prediction heads."""
+    bond_aggregation: Literal["sum", "average"] = "sum"
+    """How bond contributions of a block are aggregated on the central atom: the
+    cutoff-weighted ``sum`` of Eq. 7 or the cutoff-weighted ``average`` of Eq. 6."""
+    encode_length: bool = False
+    """Also feed |r_ij| to the geometry embedding L (4 -> d_PET instead of 3)."""
+    use_only_lengths: bool = False
+    """Encode only |r_ij| (1 -> d_PET): an exactly rotation- and inversion-invariant
+    2-body PET, the auxiliary model of App. C.1 for the collinear fallback of ECSE."""
+    species_as_first_message: bool = False
+    """Use the neighbour-species embedding as the input message of the first block
+    instead of concatenating it (App. A), so that every compression MLP M maps
+    2 d_PET -> d_PET."""
+    ecse: ECSEHypers = init_with_defaults(ECSEHypers)
+    """Apply the Equivariant Coordinate System Ensemble in the forward pass (see
+    :class:`metatrain_pet.ecse.hypers.ECSEHypers`)."""
+
+
+class TrainerHypers(TypedDict):
+    """Hyper-parameters of the PET trainer (App. B of the paper)."""
+
+    batch_size: int = 16
+    """Number of structures per batch."""
+    num_epochs: int = 1000
+    """Number of epochs."""
+    learning_rate: float = 1e-4
+    """Initial learning rate of Adam (App. B: 1e-4 for d_PET = 128)."""
+    warmup_epochs: int = 0
+    """Number of epochs of linear learning-rate warm-up (per optimisation step)."""
+    scheduler: Literal["step", "fast_decay"] = "step"
+    """``step``: StepLR after the warm-up. ``fast_decay``: StepLR, then a rapid
+    decay towards zero started from the best-validation epoch (App. C.2/C.5) once the
+    validation error has not improved for ``fast_decay_patience`` epochs."""
+    scheduler_step_size: int = 250
+    """Epochs between two learning-rate reductions of StepLR."""
+    scheduler_gamma: float = 0.5
+    """Factor of each StepLR reduction."""
+    fast_decay_patience: int = 50
+    """Epochs without improvement that start the fast decay."""
+    fast_decay_epochs: int = 50
+    """Length of the fast decay, in epochs."""
+    early_stopping_patience: int = 0
+    """Stop when the validation metric has not improved for this many epochs
+    (0 disables early stopping). The best model is kept either way."""
+    grad_clip_norm: float = 10.0
+    """Maximum norm of the gradients."""
+    augmentation: Literal["none", "structure", "environment"] = "structure"
+    """Rotational augmentation: ``structure`` rotates every structure (and its
+    targets) randomly at every epoch; ``environment`` rotates every atomic
+    environment independently (App. F.10), so that messages can only carry
+    rotation-invariant content; ``none`` disables it."""
+    random_inversion: bool = False
+    """Also apply a random inversion along with the random rotations."""
+    loss: str | dict[str, LossSpecification | str] = "mse"
+    """Loss per target, as in metatrain (weights per target and gradient, e.g.
+    ``{energy: {weight: 0.1, gradients: {positions: {weight: 1.0}}}}``)."""
+    loss_normalization: Literal["none", "validation_ema"] = "none"
+    """``validation_ema``: divide the loss of every target by an exponential moving
+    average of its validation MSE, updated once per epoch (Eq. 8)."""
+    loss_ema_alpha: float = 0.1
+    """Weight of the newest epoch in the validation-MSE moving average of Eq. 8."""
+    per_atom_energy_loss: bool = True
+    """Divide per-structure targets by the number of atoms before the loss
+    (App. C.2)."""
+    atomic_baseline: FixedCompositionWeights | str = {}
+    """Atomic self-contributions (App. B), as metatrain's ``atomic_baseline``: fixed
+    values per target (and per atomic type), or the path of a composition-model
+    checkpoint; the others are fitted by least squares on the training set."""
+    scale_targets: bool = True
+    """Scale targets to unit standard deviation during training."""
+    log_interval: int = 1
+    """Print and log the metrics every this many epochs."""
+    checkpoint_interval: int = 100
+    """Save a checkpoint every this many epochs."""
+    best_model_metric: Literal["rmse_prod", "mae_prod", "loss"] = "rmse_prod"
+    """Validation metric that selects the best model."""
+    num_workers: int = 0
+    """Number of data-loading worker processes."""
+    progress_bar: bool = False
+    """Show a progress bar over the batches of each epoch."""

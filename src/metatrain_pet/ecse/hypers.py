@@ -1,0 +1,148 @@
+"""Parameters of the ECSE protocol (Appendix F of Pozdnyakov & Ceriotti, 2023).
+
+This module is plain Python (no torch) so that the architecture's documentation can
+import it. The defaults are the "loose" setting of App. F.6: smooth, with more frames
+than strictly needed. :data:`TIGHT_PRESET` lists the values that trade some physical
+smoothness for fewer frames.
+"""
+
+from typing import Literal
+
+from typing_extensions import TypedDict
+
+
+class ECSEHypers(TypedDict):
+    """Hyper-parameters of the Equivariant Coordinate System Ensemble."""
+
+    enable: bool = False
+    """Apply ECSE inside the model's forward pass, so that the trained or fine-tuned
+    model (and its ``mtt export``) is exactly rotationally equivariant."""
+    mode: Literal["global", "per_atom"] = "global"
+    """``global``: one pool of frames for the whole structure (App. F.10), valid for
+    any model. ``per_atom``: each atom is evaluated in its own frames; only exact when
+    the per-atom prediction depends on that atom's environment alone."""
+    r_out: float = 5.0
+    """Outer cutoff R_out of the frame search (Eqs. 23-24)."""
+    delta_r: float = 0.5
+    """Width Δ_Rc of the radial cutoff f_c used in the frame weights (Eqs. 18, 23)."""
+    omega: float = 0.05
+    """Angular threshold ω on |v̂1 × v̂2|² below which a pair makes no frame."""
+    delta_omega: float = 0.05
+    """Width Δ_ω of the angular cutoff q_c (Eqs. 10-11)."""
+    angular_cutoff: Literal["q1", "q2"] = "q2"
+    """Angular cutoff q_c of Eq. 18: ``q1`` (Eq. 10) or ``q2`` (Eq. 11)."""
+    beta: float = 3.0
+    """Smoothness β of the SmoothMax/SmoothMin defining R_in (Eqs. 22-23), in
+    inverse length units. Larger is tighter."""
+    pruning: bool = True
+    """Smoothly prune the frames of small weight (App. F.5)."""
+    beta_w: float = 3.0
+    """β_w of the SmoothMaxWeighted giving w_MAX in the pruning (F.5)."""
+    prune_threshold: float = 0.1
+    """T_f: frames with weight below T_f·w_MAX are pruned (F.5)."""
+    prune_width: float = 0.1
+    """Δ_Tf: width of the pruning cutoff, relative to w_MAX (F.5)."""
+    prune_activation: float = 0.1
+    """T_e: pruning is active only once w_MAX exceeds this value (F.5)."""
+    prune_activation_width: float = 0.05
+    """Δ_Te: width of the pruning activation (F.5)."""
+    fallback: Literal["none", "aux", "adaptive"] = "none"
+    """Treatment of fully collinear environments (App. F.3): ``none`` raises a clear
+    error, ``aux`` blends in an auxiliary invariant model (Eqs. 19-20), ``adaptive``
+    uses the adaptive ω of Eq. 21 with mirrored frames."""
+    beta_omega: float = 10.0
+    """β_ω of the SmoothMaxWeighted in w_aux (Eq. 20)."""
+    t_aux: float = 0.1
+    """t_aux: threshold on the smooth maximum frame weight below which the auxiliary
+    model takes over (Eq. 20)."""
+    delta_aux: float = 0.05
+    """Δ_aux: width of the w_aux switch (Eq. 20)."""
+    inversion: bool = False
+    """Also average over inverted frames, giving exact O(3) rather than SO(3)
+    symmetry. The paper's default is SO(3) only."""
+    num_extra_rotations: int = 0
+    """Number of fixed extra rotations combined with every frame (App. F.8, Eq. 25)."""
+    seed: int = 0
+    """Seed of the extra rotations of App. F.8."""
+
+
+TIGHT_PRESET = {
+    "beta": 10.0,
+    "beta_w": 10.0,
+    "prune_threshold": 0.5,
+    "prune_width": 0.2,
+}
+"""Overrides of the defaults for the "tight" setting of App. F.6."""
+
+
+PRESETS = {"loose": {}, "tight": TIGHT_PRESET}
+"""Named settings of App. F.6: the defaults ("loose") and their "tight" overrides."""
+
+_CHOICES = {
+    "mode": ("global", "per_atom"),
+    "angular_cutoff": ("q1", "q2"),
+    "fallback": ("none", "aux", "adaptive"),
+}
+
+_POSITIVE = (
+    "r_out",
+    "delta_r",
+    "delta_omega",
+    "beta",
+    "beta_w",
+    "prune_width",
+    "prune_activation",
+    "prune_activation_width",
+    "beta_omega",
+    "t_aux",
+    "delta_aux",
+)
+
+
+def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
+    """Complete ECSE parameters: defaults, then ``preset``, then ``hypers``, then
+    ``overrides``. Unknown names and invalid values raise a ``ValueError`` naming
+    the parameter."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown ECSE preset '{preset}', use one of {list(PRESETS)}")
+    resolved = {name: getattr(ECSEHypers, name) for name in ECSEHypers.__annotations__}
+    for source in (PRESETS[preset], hypers or {}, overrides):
+        for name, value in source.items():
+            if name not in resolved:
+                raise ValueError(
+                    f"unknown ECSE parameter '{name}', known ones are {list(resolved)}"
+                )
+            resolved[name] = value
+
+    for name, choices in _CHOICES.items():
+        if resolved[name] not in choices:
+            raise ValueError(
+                f"ECSE parameter '{name}' must be one of {choices}, "
+                f"got {resolved[name]!r}"
+            )
+    for name in _POSITIVE:
+        if not float(resolved[name]) > 0.0:
+            raise ValueError(f"ECSE parameter '{name}' must be > 0, got {resolved[name]}")
+    if not float(resolved["omega"]) >= 0.0:
+        raise ValueError(f"ECSE parameter 'omega' must be >= 0, got {resolved['omega']}")
+    if not 0.0 < float(resolved["prune_threshold"]) < 1.0:
+        raise ValueError(
+            "ECSE parameter 'prune_threshold' (T_f) must be in (0, 1), "
+            f"got {resolved['prune_threshold']}"
+        )
+    if not resolved["prune_activation_width"] < resolved["prune_activation"]:
+        raise ValueError(
+            "ECSE parameter 'prune_activation_width' (Δ_Te) must be smaller than "
+            "'prune_activation' (T_e)"
+        )
+    if not resolved["delta_aux"] < resolved["t_aux"]:
+        raise ValueError(
+            "ECSE parameter 'delta_aux' (Δ_aux) must be smaller than 't_aux', so that "
+            "w_aux is 1 when every frame weight vanishes (Eq. 20)"
+        )
+    if int(resolved["num_extra_rotations"]) < 0:
+        raise ValueError(
+            "ECSE parameter 'num_extra_rotations' must be >= 0, "
+            f"got {resolved['num_extra_rotations']}"
+        )
+    return resolved

@@ -1,0 +1,271 @@
+"""PET as a metatrain architecture: the ``ModelInterface`` of ``experimental.pet_ecse``.
+
+:class:`PET` owns the neural network (:class:`metatrain_pet.network.PETNetwork`), the
+composition baseline and target scales (handled by the trainer during training,
+applied here in evaluation mode), checkpoints and the export to a metatomic
+``AtomisticModel``.
+"""
+
+import logging
+from typing import Any, Dict, List, Literal, Optional
+
+import torch
+from metatensor.torch import Labels, TensorBlock, TensorMap
+from metatomic.torch import (
+    AtomisticModel,
+    ModelCapabilities,
+    ModelMetadata,
+    ModelOutput,
+    NeighborListOptions,
+    System,
+)
+from metatrain.composition import CompositionModel
+from metatrain.scaler import Scaler
+from metatrain.utils.abc import ModelInterface
+from metatrain.utils.architectures import get_default_hypers
+from metatrain.utils.data import DatasetInfo, TargetInfo
+from metatrain.utils.dtype import dtype_to_str
+from metatrain.utils.hypers import raise_if_hypers_mismatch
+from metatrain.utils.metadata import merge_metadata
+
+from . import ARCHITECTURE_NAME, checkpoints
+from .documentation import ModelHypers
+from .network import PETNetwork, last_layer_features_name
+
+
+class PET(ModelInterface[ModelHypers]):
+    """The Point Edge Transformer (Pozdnyakov & Ceriotti, NeurIPS 2023).
+
+    :param hypers: model hyper-parameters, see :class:`ModelHypers`
+    :param dataset_info: atomic types, length unit and targets
+    """
+
+    __checkpoint_version__ = 1
+    target_names: List[str]
+    __supported_devices__ = ["cuda", "cpu"]
+    __supported_dtypes__ = [torch.float32, torch.float64]
+    __default_metadata__ = ModelMetadata(
+        references={"architecture": ["https://arxiv.org/abs/2305.19302"]}
+    )
+
+    def __init__(self, hypers: ModelHypers, dataset_info: DatasetInfo) -> None:
+        super().__init__(hypers, dataset_info, self.__default_metadata__)
+        for name, target_info in dataset_info.targets.items():
+            _check_supported_target(name, target_info)
+
+        self.atomic_types: List[int] = sorted(dataset_info.atomic_types)
+        self.cutoff = float(self.hypers["cutoff"])
+        self.num_gnn_layers = int(self.hypers["num_gnn_layers"])
+        self.network = PETNetwork(self.hypers, self.atomic_types)
+
+        self.outputs: Dict[str, ModelOutput] = {
+            "feature": ModelOutput(
+                sample_kind="atom",
+                description="PET features: central token and cutoff-weighted sum "
+                "of the edge tokens of the last block",
+            )
+        }
+        self.target_names = []
+        for name, target_info in dataset_info.targets.items():
+            self._add_output(name, target_info)
+
+        self.additive_models = torch.nn.ModuleList(
+            [CompositionModel.from_valid_targets(dataset_info, self.atomic_types)]
+        )
+        self.scaler = Scaler(
+            hypers=get_default_hypers("scaler")["model"], dataset_info=dataset_info
+        )
+        self.has_new_targets = False
+
+    def _add_output(self, name: str, target_info: TargetInfo) -> None:
+        self.target_names.append(name)
+        self.network.add_target(name, target_info.layout)
+        self.outputs[name] = ModelOutput(
+            unit=target_info.unit,
+            sample_kind="atom",
+            description=target_info.description,
+        )
+        self.outputs[last_layer_features_name(name)] = ModelOutput(
+            sample_kind="atom", description=f"last-layer features of {name}"
+        )
+
+    def remove_output(self, target_name: str) -> None:
+        self.target_names.remove(target_name)
+        self.network.remove_target(target_name)
+        self.outputs.pop(target_name)
+        self.outputs.pop(last_layer_features_name(target_name))
+
+    def supported_outputs(self) -> Dict[str, ModelOutput]:
+        return self.outputs
+
+    def requested_neighbor_lists(self) -> List[NeighborListOptions]:
+        return self.network.requested_neighbor_lists()
+
+    def restart(
+        self, dataset_info: DatasetInfo, model_hypers: Optional[Dict[str, Any]] = None
+    ) -> "PET":
+        if model_hypers is not None:
+            raise_if_hypers_mismatch(
+                self.hypers,
+                model_hypers,
+                default_hypers=get_default_hypers(ARCHITECTURE_NAME)["model"],
+            )
+        merged_info = self.dataset_info.union(dataset_info)
+        new_types = [t for t in merged_info.atomic_types if t not in self.atomic_types]
+        if len(new_types) > 0:
+            raise ValueError(
+                f"the new dataset contains atomic types {new_types} that the model "
+                f"was not trained on (known: {self.atomic_types}); PET cannot add "
+                "atomic types when restarting"
+            )
+        new_targets = {
+            name: info
+            for name, info in merged_info.targets.items()
+            if name not in self.dataset_info.targets
+        }
+        for name, info in new_targets.items():
+            _check_supported_target(name, info)
+            self._add_output(name, info)
+        self.has_new_targets = len(new_targets) > 0
+        self.dataset_info = merged_info
+
+        self.additive_models[0] = self.additive_models[0].restart(
+            DatasetInfo(
+                length_unit=dataset_info.length_unit,
+                atomic_types=self.atomic_types,
+                targets={
+                    name: info
+                    for name, info in dataset_info.targets.items()
+                    if CompositionModel.is_valid_target(name, info)
+                },
+            )
+        )
+        self.scaler = self.scaler.restart(dataset_info)
+        return self
+
+    def forward(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels] = None,
+    ) -> Dict[str, TensorMap]:
+        results = self.network(systems, outputs, selected_atoms)
+        if self.training:
+            return results
+
+        targets: Dict[str, TensorMap] = {}
+        for name in self.target_names:
+            if name in results:
+                targets[name] = results[name]
+        if len(targets) == 0:
+            return results
+
+        targets = self.scaler.apply_scales(
+            systems, targets, selected_atoms=selected_atoms
+        )
+        for additive_model in self.additive_models:
+            requested: Dict[str, ModelOutput] = {}
+            for name in targets.keys():
+                if name in additive_model.outputs:
+                    requested[name] = outputs[name]
+            if len(requested) > 0:
+                contributions = additive_model(systems, requested, selected_atoms)
+                for name, contribution in contributions.items():
+                    targets[name] = _add_matching_blocks(targets[name], contribution)
+        for name, prediction in targets.items():
+            results[name] = prediction
+        return results
+
+    @classmethod
+    def load_checkpoint(
+        cls,
+        checkpoint: Dict[str, Any],
+        context: Literal["restart", "finetune", "export"],
+    ) -> "PET":
+        if context == "restart":
+            logging.info(f"Using latest model from epoch {checkpoint['epoch']}")
+            state_dict = checkpoint["model_state_dict"]
+        elif context in ("finetune", "export"):
+            logging.info(f"Using best model from epoch {checkpoint['best_epoch']}")
+            state_dict = checkpoint["best_model_state_dict"]
+            if state_dict is None:
+                state_dict = checkpoint["model_state_dict"]
+        else:
+            raise ValueError(f"unknown context {context!r} to load a checkpoint")
+
+        model_data = checkpoint["model_data"]
+        model = cls(model_data["model_hypers"], model_data["dataset_info"])
+        dtype = next(v.dtype for v in state_dict.values() if v.is_floating_point())
+        model.to(dtype).load_state_dict(state_dict)
+        model.additive_models[0].sync_tensor_maps()
+        model.scaler.sync_tensor_maps()
+        model.metadata = merge_metadata(model.metadata, checkpoint.get("metadata"))
+        return model
+
+    def get_checkpoint(self) -> Dict[str, Any]:
+        return {
+            "architecture_name": ARCHITECTURE_NAME,
+            "model_ckpt_version": self.__checkpoint_version__,
+            "metadata": self.metadata,
+            "model_data": {
+                "model_hypers": self.hypers,
+                "dataset_info": self.dataset_info,
+            },
+            "epoch": None,
+            "best_epoch": None,
+            "model_state_dict": self.state_dict(),
+            "best_model_state_dict": self.state_dict(),
+        }
+
+    @classmethod
+    def upgrade_checkpoint(cls, checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+        return checkpoints.upgrade(
+            checkpoint, "model", cls.__checkpoint_version__, checkpoints.MODEL_UPDATES
+        )
+
+    def interaction_range(self) -> float:
+        """How far information travels: one cutoff per message-passing block."""
+        return self.num_gnn_layers * self.cutoff
+
+    def export(self, metadata: Optional[ModelMetadata] = None) -> AtomisticModel:
+        dtype = next(self.parameters()).dtype
+        if dtype not in self.__supported_dtypes__:
+            raise ValueError(f"PET cannot be exported in {dtype}")
+        self.to(dtype)
+        self.additive_models[0].weights_to(torch.device("cpu"), torch.float64)
+
+        capabilities = ModelCapabilities(
+            outputs=self.outputs,
+            atomic_types=self.atomic_types,
+            interaction_range=self.interaction_range(),
+            length_unit=self.dataset_info.length_unit,
+            supported_devices=self.__supported_devices__,
+            dtype=dtype_to_str(dtype),
+        )
+        return AtomisticModel(
+            self.eval(), merge_metadata(self.metadata, metadata), capabilities
+        )
+
+
+def _add_matching_blocks(prediction: TensorMap, contribution: TensorMap) -> TensorMap:
+    """Add the blocks of ``contribution`` to the blocks of ``prediction`` with the
+    same key; the other blocks of ``prediction`` are kept (the composition baseline
+    only covers the invariant blocks of a target)."""
+    blocks: List[TensorBlock] = []
+    for key, block in prediction.items():
+        position = contribution.keys.position(key)
+        values = block.values
+        if position is not None:
+            values = values + contribution.block(position).values.to(values)
+        blocks.append(
+            TensorBlock(values, block.samples, block.components, block.properties)
+        )
+    return TensorMap(prediction.keys, blocks)
+
+
+def _check_supported_target(name: str, target_info: TargetInfo) -> None:
+    if target_info.is_atomic_basis:
+        raise ValueError(
+            f"target {name!r} is expressed on an atomic basis, which PET does not "
+            "support; use scalar, Cartesian or spherical targets"
+        )

@@ -1,0 +1,1 @@
+"""Pure-torch building blocks of PET: no metatensor or metatomic types in here."""
