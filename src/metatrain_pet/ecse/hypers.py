@@ -122,9 +122,13 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
             )
     for name in _POSITIVE:
         if not float(resolved[name]) > 0.0:
-            raise ValueError(f"ECSE parameter '{name}' must be > 0, got {resolved[name]}")
+            raise ValueError(
+                f"ECSE parameter '{name}' must be > 0, got {resolved[name]}"
+            )
     if not float(resolved["omega"]) >= 0.0:
-        raise ValueError(f"ECSE parameter 'omega' must be >= 0, got {resolved['omega']}")
+        raise ValueError(
+            f"ECSE parameter 'omega' must be >= 0, got {resolved['omega']}"
+        )
     if not 0.0 < float(resolved["prune_threshold"]) < 1.0:
         raise ValueError(
             "ECSE parameter 'prune_threshold' (T_f) must be in (0, 1), "

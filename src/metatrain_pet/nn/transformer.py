@@ -10,8 +10,13 @@ class CutoffAttention(torch.nn.Module):
     weight of the attended token and renormalised (Sec. 6 of the paper):
     α_ij <- α_ij f_c(r_j) / Σ_j' α_ij' f_c(r_j').
 
-    Tokens leaving the cutoff sphere thus fade out smoothly, and padding tokens
-    (weight 0) are ignored.
+    Multiplying the softmax numerators by f_c and renormalising is the softmax of
+    the scores shifted by log f_c, which is how it is computed. Tokens leaving the
+    cutoff sphere fade out smoothly, and padding tokens (weight 0) are ignored.
+
+    In evaluation mode the fused ``scaled_dot_product_attention`` kernel is used; in
+    training mode an explicit softmax, which (unlike the fused kernels) supports the
+    double backward needed to train on forces.
     """
 
     def __init__(self, d_model: int, num_heads: int):
@@ -25,27 +30,39 @@ class CutoffAttention(torch.nn.Module):
         self.input_projection = torch.nn.Linear(d_model, 3 * d_model)
         self.output_projection = torch.nn.Linear(d_model, d_model)
 
-    def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
         """
         :param tokens: ``(n_env, n_tokens, d_model)``
-        :param weights: cutoff weight of every token, ``(n_env, n_tokens)``, zero for
-            padding; at least one token per environment must have a positive weight
+        :param log_weights: logarithm of the cutoff weight of every token,
+            ``(n_env, n_tokens)``, -inf for padding; at least one token per
+            environment must be finite
         :return: updated tokens, ``(n_env, n_tokens, d_model)``
         """
         n_env, n_tokens, d_model = tokens.shape
         qkv = self.input_projection(tokens)
         qkv = qkv.reshape(n_env, n_tokens, 3, self.num_heads, self.d_head)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        bias = log_weights[:, None, None, :].to(query.dtype)
 
-        scores = query @ key.transpose(-1, -2) / math.sqrt(self.d_head)
-        attended = (weights > 0.0)[:, None, None, :]
-        scores = scores.masked_fill(~attended, float("-inf"))
-        scores = scores - scores.amax(dim=-1, keepdim=True).detach()
-        coefficients = torch.exp(scores) * weights[:, None, None, :]
-        coefficients = coefficients / coefficients.sum(dim=-1, keepdim=True)
-
-        mixed = (coefficients @ value).transpose(1, 2).reshape(n_env, n_tokens, d_model)
+        if self.training:
+            scores = (query * (1.0 / math.sqrt(self.d_head))) @ key.transpose(-1, -2)
+            coefficients = torch.softmax(scores + bias, dim=-1)
+            mixed = coefficients @ value
+        else:
+            mixed = torch.nn.functional.scaled_dot_product_attention(
+                query, key, value, attn_mask=bias
+            )
+        mixed = mixed.transpose(1, 2).reshape(n_env, n_tokens, d_model)
         return self.output_projection(mixed)
+
+
+def log_cutoff_weights(weights: torch.Tensor) -> torch.Tensor:
+    """log f_c with -inf (and a zero gradient) where the weight is zero."""
+    positive = weights > 0.0
+    safe = torch.where(positive, weights, torch.ones_like(weights))
+    return torch.where(
+        positive, torch.log(safe), torch.full_like(weights, float("-inf"))
+    )
 
 
 class TransformerLayer(torch.nn.Module):
@@ -67,11 +84,11 @@ class TransformerLayer(torch.nn.Module):
         )
         self.feedforward_norm = torch.nn.LayerNorm(d_model)
 
-    def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
         if self.pre_norm:
-            tokens = tokens + self.attention(self.attention_norm(tokens), weights)
+            tokens = tokens + self.attention(self.attention_norm(tokens), log_weights)
             return tokens + self.feedforward(self.feedforward_norm(tokens))
-        tokens = self.attention_norm(tokens + self.attention(tokens, weights))
+        tokens = self.attention_norm(tokens + self.attention(tokens, log_weights))
         return self.feedforward_norm(tokens + self.feedforward(tokens))
 
 
@@ -99,6 +116,8 @@ class Transformer(torch.nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """:param weights: cutoff weights of the tokens, 0 for padding"""
+        log_weights = log_cutoff_weights(weights)
         for layer in self.layers:
-            tokens = layer(tokens, weights)
+            tokens = layer(tokens, log_weights)
         return self.final_norm(tokens)

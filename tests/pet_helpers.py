@@ -1,0 +1,63 @@
+"""Small PET models and evaluation helpers shared by the tests."""
+
+import copy
+from typing import List, Tuple
+
+import ase
+import torch
+from metatomic.torch import ModelOutput, System, systems_to_torch
+from metatrain.utils.architectures import get_default_hypers
+from metatrain.utils.data import DatasetInfo
+from metatrain.utils.data.target_info import get_energy_target_info
+from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
+
+from metatrain_pet.model import PET
+
+
+def tiny_hypers(**overrides) -> dict:
+    hypers = copy.deepcopy(get_default_hypers("experimental.pet_ecse")["model"])
+    hypers.update(
+        d_pet=16,
+        d_feedforward=32,
+        d_head=16,
+        num_heads=2,
+        num_attention_layers=2,
+        num_gnn_layers=2,
+        cutoff=4.0,
+        cutoff_width=0.8,
+    )
+    hypers.update(overrides)
+    return hypers
+
+
+def energy_model(
+    atomic_types: List[int], dtype=torch.float64, seed: int = 0, **overrides
+) -> PET:
+    """An untrained PET predicting an energy in eV, in evaluation mode."""
+    torch.manual_seed(seed)
+    info = DatasetInfo(
+        length_unit="Angstrom",
+        atomic_types=atomic_types,
+        targets={
+            "energy": get_energy_target_info(
+                "energy", {"quantity": "energy", "unit": "eV"}
+            )
+        },
+    )
+    return PET(tiny_hypers(**overrides), info).to(dtype).eval()
+
+
+def system_from_atoms(model: PET, atoms: ase.Atoms, dtype=torch.float64) -> System:
+    system = systems_to_torch(atoms, dtype=dtype)
+    return get_system_with_neighbor_lists(system, model.requested_neighbor_lists())
+
+
+def energy_and_forces(
+    model: PET, atoms: ase.Atoms, dtype=torch.float64
+) -> Tuple[float, torch.Tensor]:
+    system = systems_to_torch(atoms, dtype=dtype, positions_requires_grad=True)
+    system = get_system_with_neighbor_lists(system, model.requested_neighbor_lists())
+    energy = model([system], {"energy": ModelOutput(sample_kind="system")})["energy"]
+    value = energy.block().values.sum()
+    (gradient,) = torch.autograd.grad(value, system.positions)
+    return value.item(), -gradient

@@ -1,0 +1,170 @@
+"""Physics of the raw PET: symmetries it has by construction, smoothness at the
+cutoff, forces as exact gradients, and clear errors on bad input."""
+
+import ase
+import ase.io
+import numpy as np
+import pytest
+import torch
+from metatomic.torch import ModelOutput, System
+
+from conftest import DATA
+from pet_helpers import energy_and_forces, energy_model, system_from_atoms
+
+
+@pytest.fixture(scope="module")
+def ethanol():
+    return ase.io.read(DATA / "ethanol_40.xyz", "0")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return energy_model([1, 6, 8])
+
+
+def test_translation_invariance(model, ethanol):
+    energy, forces = energy_and_forces(model, ethanol)
+    shifted = ethanol.copy()
+    shifted.positions += np.array([3.1, -7.2, 0.4])
+    shifted_energy, shifted_forces = energy_and_forces(model, shifted)
+    assert shifted_energy == pytest.approx(energy, rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(shifted_forces, forces, rtol=1e-10, atol=1e-10)
+
+
+def test_permutation_invariance(model, ethanol):
+    energy, forces = energy_and_forces(model, ethanol)
+    permutation = np.random.default_rng(1).permutation(len(ethanol))
+    permuted = ethanol[permutation]
+    permuted_energy, permuted_forces = energy_and_forces(model, permuted)
+    assert permuted_energy == pytest.approx(energy, rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(permuted_forces, forces[permutation])
+
+
+def test_raw_pet_is_not_rotation_invariant(model, ethanol):
+    """PET learns the rotational symmetry; untrained, it clearly lacks it."""
+    energy, _ = energy_and_forces(model, ethanol)
+    rotated = ethanol.copy()
+    rotated.rotate(70, "x", center="COM")
+    rotated_energy, _ = energy_and_forces(model, rotated)
+    assert abs(rotated_energy - energy) > 1e-4
+
+
+def test_only_lengths_is_rotation_and_inversion_invariant(ethanol):
+    model = energy_model([1, 6, 8], use_only_lengths=True)
+    energy, forces = energy_and_forces(model, ethanol)
+    rotated = ethanol.copy()
+    rotated.rotate(70, "x", center="COM")
+    rotated.rotate(20, "z", center="COM")
+    rotated_energy, rotated_forces = energy_and_forces(model, rotated)
+    assert rotated_energy == pytest.approx(energy, rel=1e-12)
+    rotation = torch.tensor(
+        np.linalg.lstsq(
+            ethanol.positions - ethanol.positions.mean(0),
+            rotated.positions - rotated.positions.mean(0),
+            rcond=None,
+        )[0]
+    )
+    torch.testing.assert_close(forces @ rotation, rotated_forces)
+    inverted = ethanol.copy()
+    inverted.positions *= -1
+    assert energy_and_forces(model, inverted)[0] == pytest.approx(energy, rel=1e-12)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"bond_aggregation": "average"}])
+def test_forces_are_gradients(ethanol, overrides):
+    model = energy_model([1, 6, 8], **overrides)
+    atoms = ethanol.copy()
+    _, forces = energy_and_forces(model, atoms)
+    delta = 1e-5
+    for atom, axis in [(0, 0), (3, 1), (8, 2)]:
+        energies = []
+        for sign in (1, -1):
+            displaced = atoms.copy()
+            displaced.positions[atom, axis] += sign * delta
+            energies.append(energy_and_forces(model, displaced)[0])
+        finite_difference = -(energies[0] - energies[1]) / (2 * delta)
+        assert finite_difference == pytest.approx(
+            forces[atom, axis].item(), rel=1e-6, abs=1e-8
+        )
+
+
+def test_smooth_when_a_neighbor_crosses_the_cutoff(model):
+    """Energy and forces are continuous while an H atom leaves the cutoff sphere
+    of a CO molecule: consecutive points of a fine scan differ by no more than the
+    local slope allows."""
+    cutoff = model.cutoff
+    distances = np.linspace(cutoff - 1.2, cutoff + 0.3, 151)
+    energies, forces = [], []
+    for distance in distances:
+        atoms = ase.Atoms(
+            "COH", positions=[[0, 0, 0], [1.13, 0, 0], [0.3, distance, 0.2]]
+        )
+        energy, force = energy_and_forces(model, atoms)
+        energies.append(energy)
+        forces.append(force[2, 1].item())
+    energies, forces = np.array(energies), np.array(forces)
+    step = distances[1] - distances[0]
+    jumps = np.abs(np.diff(energies))
+    slopes = np.maximum(np.abs(forces[1:]), np.abs(forces[:-1]))
+    assert np.all(jumps <= slopes * step * 1.5 + 1e-10)
+    force_jumps = np.abs(np.diff(forces))
+    neighbor_jumps = np.maximum(force_jumps[:-2], force_jumps[2:])
+    assert np.all(force_jumps[1:-1] <= 3.0 * neighbor_jumps + 1e-8)
+    beyond = distances > cutoff + 1e-9
+    assert np.allclose(forces[beyond], 0.0, atol=1e-12)
+    assert np.ptp(energies[beyond]) < 1e-12
+
+
+def test_isolated_atom_and_empty_environments(model):
+    atoms = ase.Atoms("CO", positions=[[0, 0, 0], [20.0, 0, 0]])
+    energy, forces = energy_and_forces(model, atoms)
+    assert np.isfinite(energy)
+    assert torch.all(forces == 0.0)
+    single = ase.Atoms("H", positions=[[0, 0, 0]])
+    assert np.isfinite(energy_and_forces(model, single)[0])
+
+
+def test_small_periodic_cell_sees_its_own_images():
+    model = energy_model([6], use_only_lengths=True)
+    atoms = ase.Atoms("C", positions=[[0, 0, 0]], cell=np.eye(3) * 1.7, pbc=True)
+    energy, forces = energy_and_forces(model, atoms)
+    assert np.isfinite(energy)
+    torch.testing.assert_close(forces, torch.zeros_like(forces), atol=1e-10, rtol=0)
+    bigger = atoms.repeat((2, 2, 2))
+    assert energy_and_forces(model, bigger)[0] == pytest.approx(8 * energy, rel=1e-10)
+
+
+def test_unknown_species_is_a_clear_error(model):
+    atoms = ase.Atoms("CN", positions=[[0, 0, 0], [1.1, 0, 0]])
+    with pytest.raises(ValueError, match=r"unknown atomic types \[7\]"):
+        energy_and_forces(model, atoms)
+
+
+def test_nan_positions_are_a_clear_error(model):
+    system = system_from_atoms(model, ase.Atoms("CO", positions=[[0, 0, 0], [1, 0, 0]]))
+    nan_system = System(
+        types=system.types,
+        positions=system.positions * float("nan"),
+        cell=system.cell,
+        pbc=system.pbc,
+    )
+    for options in model.requested_neighbor_lists():
+        nan_system.add_neighbor_list(options, system.get_neighbor_list(options))
+    with pytest.raises(ValueError, match="NaN"):
+        model([nan_system], {"energy": ModelOutput(sample_kind="system")})
+
+
+def test_batched_equals_separate(model, ethanol):
+    """A batch of structures gives the same energies as each structure alone."""
+    frames = ase.io.read(DATA / "ethanol_40.xyz", ":3")
+    systems = [system_from_atoms(model, atoms) for atoms in frames]
+    batched = model(systems, {"energy": ModelOutput(sample_kind="system")})
+    separate = [
+        model([system], {"energy": ModelOutput(sample_kind="system")})["energy"]
+        .block()
+        .values
+        for system in systems
+    ]
+    torch.testing.assert_close(
+        batched["energy"].block().values, torch.cat(separate), rtol=1e-12, atol=1e-12
+    )
