@@ -1,6 +1,7 @@
 """Small PET models and evaluation helpers shared by the tests."""
 
 import copy
+from pathlib import Path
 from typing import List, Tuple
 
 import ase
@@ -12,6 +13,8 @@ from metatrain.utils.data.target_info import get_energy_target_info
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
 from metatrain_pet.model import PET
+
+DATA = Path(__file__).parent / "data"
 
 
 def tiny_hypers(**overrides) -> dict:

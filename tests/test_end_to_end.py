@@ -9,7 +9,8 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+
+from pet_helpers import DATA
 
 OPTIONS = """
 seed: 0
@@ -68,7 +69,7 @@ def test_train_restart_export_eval_and_ase(tmp_path):
     frames = ase.io.read(DATA / "ethanol_40.xyz", ":16")
     ase.io.write(tmp_path / "data.xyz", frames)
     (tmp_path / "options.yaml").write_text(OPTIONS.format(epochs=2, data="data.xyz"))
-    mtt("train", "options.yaml", "-o", "model.ckpt", cwd=tmp_path)
+    mtt("train", "options.yaml", "-o", "model.pt", cwd=tmp_path)
     checkpoint = torch.load(tmp_path / "model.ckpt", weights_only=False)
     assert checkpoint["architecture_name"] == "experimental.pet_ecse"
     assert checkpoint["epoch"] == 1
@@ -80,7 +81,7 @@ def test_train_restart_export_eval_and_ase(tmp_path):
         "--restart",
         "model.ckpt",
         "-o",
-        "restarted.ckpt",
+        "restarted.pt",
         cwd=tmp_path,
     )
     restarted = torch.load(tmp_path / "restarted.ckpt", weights_only=False)

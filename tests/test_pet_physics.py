@@ -8,8 +8,7 @@ import pytest
 import torch
 from metatomic.torch import ModelOutput, System
 
-from conftest import DATA
-from pet_helpers import energy_and_forces, energy_model, system_from_atoms
+from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from metatrain_pet import (
     __trainer__,
 )
 
-
 __all__ = [
     "__authors__",
     "__capabilities__",

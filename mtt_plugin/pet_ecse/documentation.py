@@ -3,6 +3,5 @@
 from metatrain_pet.documentation import ModelHypers, TrainerHypers
 from metatrain_pet.documentation import __doc__ as _doc
 
-
 __doc__ = _doc
 __all__ = ["ModelHypers", "TrainerHypers"]

@@ -1,6 +1,14 @@
-"""Random rotations (and inversions) for rotational augmentation (App. B)."""
+"""Rotational augmentation during training (App. B and App. F.10 of the paper).
 
-from typing import Dict, List, Optional, Tuple
+- ``structure`` (App. B): every structure, and its targets, is rotated by a fresh
+  uniformly random rotation each time it is seen, i.e. at every epoch.
+- ``environment`` (App. F.10): every atomic environment is rotated by its own random
+  rotation inside the network (:mod:`metatrain_pet.nn.environment_rotation`), so
+  that messages can only carry rotation-invariant content. The targets are left in
+  the laboratory frame; Cartesian predictions are rotated back per atom.
+"""
+
+from typing import Dict, List, Tuple
 
 import torch
 from metatensor.torch import TensorMap
@@ -8,42 +16,8 @@ from metatomic.torch import System
 from metatrain.utils.augmentation import O3Augmenter
 from metatrain.utils.data import TargetInfo
 
-
-def random_rotations(
-    n: int,
-    inversion: bool,
-    dtype: torch.dtype,
-    generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    """``n`` rotation matrices drawn uniformly from SO(3) (Haar measure, through
-    uniformly distributed unit quaternions), multiplied by a random ±1 when
-    ``inversion`` is set.
-
-    :return: tensor of shape ``(n, 3, 3)``
-    """
-    quaternions = torch.randn((n, 4), generator=generator, dtype=torch.float64)
-    quaternions = quaternions / torch.linalg.vector_norm(
-        quaternions, dim=1, keepdim=True
-    )
-    w, x, y, z = quaternions.unbind(1)
-    matrices = torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - w * z),
-            2 * (x * z + w * y),
-            2 * (x * y + w * z),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - w * x),
-            2 * (x * z - w * y),
-            2 * (y * z + w * x),
-            1 - 2 * (x * x + y * y),
-        ],
-        dim=1,
-    ).reshape(n, 3, 3)
-    if inversion:
-        signs = torch.randint(0, 2, (n,), generator=generator) * 2 - 1
-        matrices = matrices * signs.to(matrices.dtype)[:, None, None]
-    return matrices.to(dtype)
+from .network import PETNetwork
+from .nn.environment_rotation import random_rotation_matrices
 
 
 class StructureRotation:
@@ -61,9 +35,37 @@ class StructureRotation:
         targets: Dict[str, TensorMap],
         extra_data: Dict[str, TensorMap],
     ) -> Tuple[List[System], Dict[str, TensorMap], Dict[str, TensorMap]]:
-        matrices = random_rotations(
-            len(systems), self.inversion, systems[0].positions.dtype
+        matrices = random_rotation_matrices(
+            len(systems),
+            self.inversion,
+            systems[0].positions.dtype,
+            torch.device("cpu"),
         )
         return self.augmenter.apply_augmentations(
             systems, targets, list(matrices.unbind(0)), extra_data=extra_data
         )
+
+
+def check_environment_augmentation(targets: Dict[str, TargetInfo]) -> None:
+    """Refuse targets that per-environment rotations cannot handle: the per-atom
+    predictions are rotated back with Cartesian rotation matrices, so spherical
+    targets (which would need Wigner matrices) are not supported."""
+    spherical = [name for name, info in targets.items() if info.is_spherical]
+    if len(spherical) > 0:
+        raise ValueError(
+            f"`augmentation: environment` does not support spherical targets "
+            f"({', '.join(spherical)}): per-atom predictions can only be rotated "
+            "back for scalar and Cartesian targets. Use `augmentation: structure`, "
+            "or express these targets as Cartesian tensors."
+        )
+
+
+def set_environment_rotation(
+    model: torch.nn.Module, enabled: bool, inversion: bool
+) -> None:
+    """Switch the per-environment rotations of every PET network inside ``model``
+    (they only act in training mode)."""
+    for module in model.modules():
+        if isinstance(module, PETNetwork):
+            module.rotate_environments = enabled
+            module.rotation_inversion = inversion

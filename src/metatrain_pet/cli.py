@@ -9,7 +9,6 @@ import importlib
 import sys
 from typing import List, Optional
 
-
 COMMAND_MODULES = [
     "metatrain_pet.ecse.command",
     "metatrain_pet.symmetry.commands",

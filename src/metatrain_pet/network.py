@@ -15,6 +15,11 @@ from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from .nn.cutoff import cutoff_function
 from .nn.edges import environment_slots, reversed_edges, sort_edges_by_center
+from .nn.environment_rotation import (
+    random_rotation_matrices,
+    rotate_edge_vectors,
+    rotate_to_laboratory_frame,
+)
 from .nn.pet import PETBackbone
 
 
@@ -75,8 +80,17 @@ class PETNetwork(torch.nn.Module):
     :param atomic_types: atomic numbers the model knows
     """
 
+    rotate_environments: bool
+    """In training mode, rotate every atomic environment by its own random rotation
+    (App. F.10, see :mod:`metatrain_pet.nn.environment_rotation`); set by the
+    trainer for ``augmentation: environment``."""
+    rotation_inversion: bool
+    """Combine the per-environment rotations with random inversions."""
+
     def __init__(self, hypers: Dict, atomic_types: List[int]):
         super().__init__()
+        self.rotate_environments = False
+        self.rotation_inversion = False
         self.atomic_types = sorted(atomic_types)
         self.cutoff = float(hypers["cutoff"])
         self.cutoff_width = float(hypers["cutoff_width"])
@@ -191,6 +205,14 @@ class PETNetwork(torch.nn.Module):
         )
 
         n_atoms = positions.shape[0]
+        environment_rotations: Optional[torch.Tensor] = None
+        if self.training and self.rotate_environments:
+            environment_rotations = random_rotation_matrices(
+                n_atoms, self.rotation_inversion, positions.dtype, device
+            )
+            edge_vectors = rotate_edge_vectors(
+                edge_vectors, centers, environment_rotations
+            )
         environments = environment_slots(centers, n_atoms)
         slots = environments["slots"]
         num_neighbors = environments["num_neighbors"]
@@ -233,6 +255,17 @@ class PETNetwork(torch.nn.Module):
             last_layer_targets,
             "feature" in outputs,
         )
+
+        if environment_rotations is not None:
+            for name, layout in self.layouts.items():
+                if name in predictions:
+                    predictions[name] = rotate_to_laboratory_frame(
+                        predictions[name],
+                        environment_rotations,
+                        layout.components,
+                        layout.shapes,
+                        layout.sizes,
+                    )
 
         per_atom: Dict[str, TensorMap] = {}
         for name, layout in self.layouts.items():
