@@ -16,6 +16,8 @@ from metatrain.utils.testing import (
     TrainingTests,
 )
 
+from metatrain_pet.ecse.hypers import TIGHT_PRESET
+
 HERE = Path(__file__).parent
 
 
@@ -86,6 +88,24 @@ class TestOutputOnlyLengths(TestOutput):
     def model_hypers(self):
         hypers = small_hypers()
         hypers["use_only_lengths"] = True
+        return hypers
+
+
+class TestOutputECSE(TestOutput):
+    """With ``ecse.enable`` the architecture is exactly rotation-equivariant
+    (Sec. 5 of the paper), which metatrain's own equivariance tests check."""
+
+    is_equivariant_rotations = True
+    is_equivariant_reflections = False
+    supports_spherical_outputs = False
+
+    @pytest.fixture
+    def model_hypers(self):
+        hypers = small_hypers()
+        hypers["num_gnn_layers"] = 1
+        hypers["ecse"].update(
+            enable=True, mode="per_atom", fallback="adaptive", **TIGHT_PRESET
+        )
         return hypers
 
 

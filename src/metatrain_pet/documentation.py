@@ -33,7 +33,7 @@ Additional outputs
 {{SECTION_DEFAULT_HYPERS}}
 """
 
-from typing import Literal
+from typing import Literal, Optional
 
 from metatrain.composition.documentation import FixedCompositionWeights
 from metatrain.utils.hypers import init_with_defaults
@@ -82,6 +82,15 @@ class ModelHypers(TypedDict):
     ecse: ECSEHypers = init_with_defaults(ECSEHypers)
     """Apply the Equivariant Coordinate System Ensemble in the forward pass (see
     :class:`metatrain_pet.ecse.hypers.ECSEHypers`)."""
+
+
+class FinetuneHypers(TypedDict):
+    """Where fine-tuning starts from."""
+
+    read_from: Optional[str] = None
+    """Checkpoint to fine-tune. The model hyper-parameters of the options file must
+    match the checkpoint's, except ``ecse``: this is how a trained PET is
+    symmetrized and then fine-tuned as a whole (App. F.7)."""
 
 
 class TrainerHypers(TypedDict):
@@ -146,3 +155,6 @@ class TrainerHypers(TypedDict):
     """Number of data-loading worker processes."""
     progress_bar: bool = False
     """Show a progress bar over the batches of each epoch."""
+    finetune: FinetuneHypers = init_with_defaults(FinetuneHypers)
+    """Start from a trained checkpoint with a fresh optimizer (see
+    :class:`FinetuneHypers`)."""

@@ -30,6 +30,7 @@ from metatrain.utils.metadata import merge_metadata
 
 from . import ARCHITECTURE_NAME, checkpoints
 from .documentation import ModelHypers
+from .ecse.wrapper import NUM_FRAMES_OUTPUT, ECSEModel
 from .network import PETNetwork, last_layer_features_name
 
 
@@ -76,6 +77,30 @@ class PET(ModelInterface[ModelHypers]):
             hypers=get_default_hypers("scaler")["model"], dataset_info=dataset_info
         )
         self.has_new_targets = False
+        self.finetuning = False
+        self.symmetrizer = None
+        self._configure_ecse()
+
+    def _configure_ecse(self) -> None:
+        """Wrap the network in ECSE (Sec. 5, App. F) when ``ecse.enable`` is set, so
+        that training, fine-tuning and ``mtt export`` use the symmetrized model."""
+        ecse = dict(self.hypers["ecse"])
+        if not ecse["enable"]:
+            self.symmetrizer = None
+            self.outputs.pop(NUM_FRAMES_OUTPUT, None)
+            return
+        if ecse["fallback"] == "aux":
+            raise ValueError(
+                "ecse.fallback 'aux' needs a separately trained auxiliary model, "
+                "which the architecture does not train; use ecse.fallback "
+                "'adaptive' here, or wrap the exported model with "
+                "`metatrain-pet ecse MODEL.pt --aux AUX.pt`"
+            )
+        self.symmetrizer = ECSEModel(self.network, hypers=ecse)
+        self.outputs[NUM_FRAMES_OUTPUT] = ModelOutput(
+            sample_kind="system",
+            description="number of ECSE frames the network was evaluated in",
+        )
 
     def _add_output(self, name: str, target_info: TargetInfo) -> None:
         self.target_names.append(name)
@@ -99,17 +124,22 @@ class PET(ModelInterface[ModelHypers]):
         return self.outputs
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
+        if self.symmetrizer is not None:
+            return self.symmetrizer.requested_neighbor_lists()
         return self.network.requested_neighbor_lists()
 
     def restart(
         self, dataset_info: DatasetInfo, model_hypers: Optional[Dict[str, Any]] = None
     ) -> "PET":
         if model_hypers is not None:
-            raise_if_hypers_mismatch(
-                self.hypers,
-                model_hypers,
-                default_hypers=get_default_hypers(ARCHITECTURE_NAME)["model"],
-            )
+            if self.finetuning:
+                self._finetune_hypers(dict(model_hypers))
+            else:
+                raise_if_hypers_mismatch(
+                    self.hypers,
+                    model_hypers,
+                    default_hypers=get_default_hypers(ARCHITECTURE_NAME)["model"],
+                )
         merged_info = self.dataset_info.union(dataset_info)
         new_types = [t for t in merged_info.atomic_types if t not in self.atomic_types]
         if len(new_types) > 0:
@@ -143,13 +173,29 @@ class PET(ModelInterface[ModelHypers]):
         self.scaler = self.scaler.restart(dataset_info)
         return self
 
+    def _finetune_hypers(self, model_hypers: Dict[str, Any]) -> None:
+        """When fine-tuning, the ECSE parameters (and only them) may differ from the
+        checkpoint's: this is how a trained model is symmetrized and fine-tuned
+        (App. F.7)."""
+        defaults = get_default_hypers(ARCHITECTURE_NAME)["model"]
+        new_ecse = {**defaults["ecse"], **model_hypers.pop("ecse", {})}
+        old = {k: v for k, v in self.hypers.items() if k != "ecse"}
+        raise_if_hypers_mismatch(old, model_hypers, default_hypers=defaults)
+        if new_ecse != dict(self.hypers["ecse"]):
+            logging.info(f"Restarting with new ECSE parameters: {new_ecse}")
+            self.hypers["ecse"] = new_ecse
+            self._configure_ecse()
+
     def forward(
         self,
         systems: List[System],
         outputs: Dict[str, ModelOutput],
         selected_atoms: Optional[Labels] = None,
     ) -> Dict[str, TensorMap]:
-        results = self.network(systems, outputs, selected_atoms)
+        if self.symmetrizer is not None:
+            results = self.symmetrizer(systems, outputs, selected_atoms)
+        else:
+            results = self.network(systems, outputs, selected_atoms)
         if self.training:
             return results
 
@@ -200,6 +246,7 @@ class PET(ModelInterface[ModelHypers]):
         model.additive_models[0].sync_tensor_maps()
         model.scaler.sync_tensor_maps()
         model.metadata = merge_metadata(model.metadata, checkpoint.get("metadata"))
+        model.finetuning = context == "finetune"
         return model
 
     def get_checkpoint(self) -> Dict[str, Any]:
@@ -224,7 +271,12 @@ class PET(ModelInterface[ModelHypers]):
         )
 
     def interaction_range(self) -> float:
-        """How far information travels: one cutoff per message-passing block."""
+        """How far information travels: one cutoff per message-passing block, or
+        ECSE's range when it is enabled."""
+        if self.symmetrizer is not None:
+            return max(
+                self.symmetrizer.interaction_range(), self.num_gnn_layers * self.cutoff
+            )
         return self.num_gnn_layers * self.cutoff
 
     def export(self, metadata: Optional[ModelMetadata] = None) -> AtomisticModel:

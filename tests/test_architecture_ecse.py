@@ -1,0 +1,91 @@
+"""ECSE inside the architecture: ``ecse.enable`` symmetrizes PET's forward pass, and
+fine-tuning a trained checkpoint may switch it on (App. F.7)."""
+
+import copy
+
+import ase.io
+import pytest
+import torch
+from metatomic.torch import ModelOutput
+
+from metatrain_pet.ecse.hypers import TIGHT_PRESET
+from metatrain_pet.model import PET
+from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
+
+ECSE = {"enable": True, "mode": "per_atom", "fallback": "adaptive", **TIGHT_PRESET}
+
+
+@pytest.fixture(scope="module")
+def ethanol():
+    return ase.io.read(DATA / "ethanol_40.xyz", "0")
+
+
+def rotated(atoms, seed):
+    rotation = torch.linalg.qr(
+        torch.randn(
+            3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+        )
+    )[0]
+    if torch.det(rotation) < 0:
+        rotation = -rotation
+    copy_ = atoms.copy()
+    copy_.positions = atoms.positions @ rotation.numpy().T
+    return copy_, rotation
+
+
+def test_symmetrized_architecture_is_exactly_invariant(ethanol):
+    model = energy_model([1, 6, 8], num_gnn_layers=1, ecse=ECSE)
+    energy, forces = energy_and_forces(model, ethanol)
+    for seed in range(3):
+        atoms, rotation = rotated(ethanol, seed)
+        rotated_energy, rotated_forces = energy_and_forces(model, atoms)
+        assert rotated_energy == pytest.approx(energy, rel=1e-12)
+        torch.testing.assert_close(rotated_forces, forces @ rotation.T)
+
+    system = system_from_atoms(model, ethanol)
+    frames = model(
+        [system], {"mtt::aux::ecse_num_frames": ModelOutput(sample_kind="system")}
+    )["mtt::aux::ecse_num_frames"]
+    assert frames.block().values.item() >= 1
+
+
+def test_export_keeps_the_symmetrization(ethanol, tmp_path):
+    model = energy_model([1, 6, 8], num_gnn_layers=1, dtype=torch.float64, ecse=ECSE)
+    model.export().save(str(tmp_path / "model.pt"))
+    from metatomic_ase import MetatomicCalculator
+
+    calculator = MetatomicCalculator(str(tmp_path / "model.pt"))
+    energies = []
+    for seed in range(2):
+        atoms, _ = rotated(ethanol, seed)
+        atoms.calc = calculator
+        energies.append(atoms.get_potential_energy())
+    assert energies[0] == pytest.approx(energies[1], rel=1e-10)
+    assert "mtt::aux::ecse_num_frames" in model.export().capabilities().outputs
+
+
+def test_finetuning_may_switch_ecse_on_but_restart_may_not(ethanol):
+    raw = energy_model([1, 6, 8], num_gnn_layers=1)
+    checkpoint = raw.get_checkpoint()
+    hypers = copy.deepcopy(raw.hypers)
+    hypers["ecse"] = dict(ECSE)
+
+    restarted = PET.load_checkpoint(copy.deepcopy(checkpoint), "restart")
+    with pytest.raises(ValueError):
+        restarted.restart(raw.dataset_info, model_hypers=hypers)
+
+    finetuned = PET.load_checkpoint(copy.deepcopy(checkpoint), "finetune")
+    finetuned = finetuned.restart(raw.dataset_info, model_hypers=hypers)
+    finetuned = finetuned.to(torch.float64).eval()
+    assert finetuned.symmetrizer is not None
+    energy, _ = energy_and_forces(finetuned, ethanol)
+    atoms, _ = rotated(ethanol, 7)
+    assert energy_and_forces(finetuned, atoms)[0] == pytest.approx(energy, rel=1e-12)
+    # the weights come from the checkpoint
+    for name, value in raw.network.state_dict().items():
+        torch.testing.assert_close(finetuned.network.state_dict()[name], value)
+
+
+def test_auxiliary_fallback_is_a_clear_error_inside_the_architecture():
+    with pytest.raises(ValueError, match="auxiliary model"):
+        energy_model([1, 6, 8], ecse={"enable": True, "fallback": "aux"})
