@@ -4,6 +4,11 @@ This module is plain Python (no torch) so that the architecture's documentation 
 import it. The defaults are the "loose" setting of App. F.6: smooth, with more frames
 than strictly needed. :data:`TIGHT_PRESET` lists the values that trade some physical
 smoothness for fewer frames.
+
+Cost (number of evaluations of the wrapped model, ``benchmarks/ecse_cost.py``):
+ethanol, ``global`` mode: 182 frames loose, 54 tight (energy+forces 40x and 5x the
+raw PET time); 192-atom water box, ``per_atom`` mode: 6038 environment evaluations
+loose, 574 tight (31 and 3 per atom). See ``docs/ecse.md``.
 """
 
 from typing import Literal
@@ -19,10 +24,14 @@ class ECSEHypers(TypedDict):
     model (and its ``mtt export``) is exactly rotationally equivariant."""
     mode: Literal["global", "per_atom"] = "global"
     """``global``: one pool of frames for the whole structure (App. F.10), valid for
-    any model. ``per_atom``: each atom is evaluated in its own frames; only exact when
-    the per-atom prediction depends on that atom's environment alone."""
+    any model; cost: frames x one evaluation of the structure. ``per_atom``: each
+    atom's environment (within the wrapped model's cutoff) is cut out and evaluated
+    in that atom's own frames; the same function as the raw model only when its
+    per-atom prediction depends on that environment alone; cost linear in size."""
     r_out: float = 5.0
-    """Outer cutoff R_out of the frame search (Eqs. 23-24)."""
+    """Outer cutoff R_out of the frame search (Eqs. 23-24). Should be at least the
+    wrapped model's cutoff for ``fallback="adaptive"`` and for isolated atoms to be
+    continuous. The cost of finding frames grows as R_out⁶ (pairs of neighbours)."""
     delta_r: float = 0.5
     """Width Δ_Rc of the radial cutoff f_c used in the frame weights (Eqs. 18, 23)."""
     omega: float = 0.05
@@ -33,7 +42,8 @@ class ECSEHypers(TypedDict):
     """Angular cutoff q_c of Eq. 18: ``q1`` (Eq. 10) or ``q2`` (Eq. 11)."""
     beta: float = 3.0
     """Smoothness β of the SmoothMax/SmoothMin defining R_in (Eqs. 22-23), in
-    inverse length units. Larger is tighter."""
+    inverse length units. Larger is tighter: fewer frames, sharper transitions
+    between them (over ~1/β)."""
     pruning: bool = True
     """Smoothly prune the frames of small weight (App. F.5)."""
     beta_w: float = 3.0
@@ -48,20 +58,23 @@ class ECSEHypers(TypedDict):
     """Δ_Te: width of the pruning activation (F.5)."""
     fallback: Literal["none", "aux", "adaptive"] = "none"
     """Treatment of fully collinear environments (App. F.3): ``none`` raises a clear
-    error, ``aux`` blends in an auxiliary invariant model (Eqs. 19-20), ``adaptive``
-    uses the adaptive ω of Eq. 21 with mirrored frames."""
+    error, ``aux`` blends in an auxiliary equivariant model (Eqs. 19-20; smooth),
+    ``adaptive`` uses the adaptive ω of Eq. 21 with mirrored frames (energy
+    continuous, but forces jump when a molecule goes through a straight geometry)."""
     beta_omega: float = 10.0
-    """β_ω of the SmoothMaxWeighted in w_aux (Eq. 20)."""
+    """β_ω of the SmoothMaxWeighted in w_aux (Eq. 20), also used as the β of the
+    adaptive ω (Eq. 21)."""
     t_aux: float = 0.1
     """t_aux: threshold on the smooth maximum frame weight below which the auxiliary
     model takes over (Eq. 20)."""
     delta_aux: float = 0.05
     """Δ_aux: width of the w_aux switch (Eq. 20)."""
     inversion: bool = False
-    """Also average over inverted frames, giving exact O(3) rather than SO(3)
-    symmetry. The paper's default is SO(3) only."""
+    """Also average over improper frames, giving exact O(3) rather than SO(3)
+    symmetry, for twice the cost. The paper's default is SO(3) only."""
     num_extra_rotations: int = 0
-    """Number of fixed extra rotations combined with every frame (App. F.8, Eq. 25)."""
+    """Number of fixed random rotations combined with every frame besides the
+    identity (App. F.8, Eq. 25): the cost is multiplied by 1 + this number."""
     seed: int = 0
     """Seed of the extra rotations of App. F.8."""
 

@@ -1,0 +1,73 @@
+"""``metatrain-pet ecse``: symmetrize an exported metatomic model with ECSE."""
+
+import argparse
+
+
+def register(subparsers) -> None:
+    """Add the ``ecse`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "ecse",
+        help="make an exported model exactly rotationally equivariant (ECSE)",
+        description=(
+            "Wrap an exported metatomic model with the Equivariant Coordinate System "
+            "Ensemble and save the symmetrized model."
+        ),
+    )
+    parser.add_argument("model", help="exported model (.pt) to symmetrize")
+    parser.add_argument("-o", "--output", required=True, help="where to save it")
+    parser.add_argument("--preset", choices=["loose", "tight"], default="loose")
+    parser.add_argument("--mode", choices=["global", "per_atom"], default=None)
+    parser.add_argument("--r-out", type=float, default=None, help="outer cutoff R_out")
+    parser.add_argument(
+        "--aux", default=None, help="auxiliary invariant model (implies --fallback aux)"
+    )
+    parser.add_argument("--fallback", choices=["none", "aux", "adaptive"], default=None)
+    parser.add_argument(
+        "--inversion", action="store_true", help="average over O(3), not only SO(3)"
+    )
+    parser.add_argument(
+        "--extra-rotations",
+        type=int,
+        default=None,
+        help="number of fixed extra rotations combined with every frame (Eq. 25)",
+    )
+    parser.add_argument(
+        "--extensions-directory",
+        default=None,
+        help="directory with the TorchScript extensions of the models",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load ``args.model``, symmetrize it and save it to ``args.output``."""
+    from metatomic.torch import load_atomistic_model
+
+    from .wrapper import symmetrize
+
+    params = {}
+    if args.mode is not None:
+        params["mode"] = args.mode
+    if args.r_out is not None:
+        params["r_out"] = args.r_out
+    if args.inversion:
+        params["inversion"] = True
+    if args.extra_rotations is not None:
+        params["num_extra_rotations"] = args.extra_rotations
+    fallback = args.fallback
+    if args.aux is not None:
+        if fallback not in (None, "aux"):
+            raise ValueError(f"--aux implies --fallback aux, got --fallback {fallback}")
+        fallback = "aux"
+    if fallback == "aux" and args.aux is None:
+        raise ValueError("--fallback aux needs an auxiliary model: pass --aux AUX.pt")
+    if fallback is not None:
+        params["fallback"] = fallback
+
+    model = load_atomistic_model(args.model, args.extensions_directory)
+    aux_model = None
+    if args.aux is not None:
+        aux_model = load_atomistic_model(args.aux, args.extensions_directory)
+    symmetrized = symmetrize(model, aux_model=aux_model, preset=args.preset, **params)
+    symmetrized.save(args.output, collect_extensions=None)
+    print(f"saved the ECSE-symmetrized model to {args.output}")

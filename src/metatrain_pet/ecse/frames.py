@@ -1,0 +1,269 @@
+"""Local coordinate systems of ECSE and their weights (Sec. 5 and App. F.1-F.4).
+
+The input is a flat list of edges: ``centers[e]`` is the environment (atom) that edge
+``e`` belongs to and ``vectors[e]`` the displacement r_ij to one of its neighbours
+within the outer cutoff. All ordered pairs (j, j') of neighbours of the same centre
+are enumerated at once; every quantity below is computed for all environments in one
+vectorised pass.
+
+A frame is returned as a 3x3 proper rotation ``F`` whose rows are the axes (v̂1, û1,
+û2) of App. F.1 expressed in the lab frame, so that ``F @ r`` are the coordinates of
+``r`` in the local frame.
+"""
+
+from typing import Tuple
+
+import torch
+
+from .smooth import (
+    angular_cutoff_q1,
+    angular_cutoff_q2,
+    cutoff_fc,
+    lambert_T,
+    smooth_max,
+    smooth_max_weighted,
+    smooth_min_weighted,
+)
+
+
+def ordered_neighbor_pairs(
+    centers: torch.Tensor, n_centers: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All ordered pairs (j, j'), j != j', of edges sharing a centre.
+
+    ``centers`` must be sorted. Returns the indices of the first and second edge of
+    every pair; there are Σ_i n_i (n_i - 1) of them.
+    """
+    n_edges = centers.shape[0]
+    counts = torch.bincount(centers, minlength=n_centers)
+    starts = torch.cumsum(counts, 0) - counts
+    partners = counts[centers]
+    first = torch.repeat_interleave(
+        torch.arange(n_edges, device=centers.device), partners
+    )
+    block_starts = torch.cumsum(partners, 0) - partners
+    rank = torch.arange(
+        first.shape[0], device=centers.device
+    ) - torch.repeat_interleave(block_starts, partners)
+    second = starts[centers[first]] + rank
+    distinct = first != second
+    return first[distinct], second[distinct]
+
+
+def frame_from_pair(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """Right-handed frames (v̂1, û1, û2) of App. F.1 for non-collinear pairs.
+
+    û1 = v̂1 × v̂2 / |v̂1 × v̂2| and û2 = v̂1 × û1; the rows of the returned (P, 3, 3)
+    tensor are these three unit vectors, so every frame is a proper rotation. The
+    component of v̂1 × v̂2 along v̂1, zero in exact arithmetic, is removed before
+    normalising, so that frames stay orthonormal for nearly collinear pairs.
+    """
+    e1 = v1 / torch.linalg.norm(v1, dim=-1, keepdim=True)
+    e2 = v2 / torch.linalg.norm(v2, dim=-1, keepdim=True)
+    normal = torch.linalg.cross(e1, e2, dim=-1)
+    normal = normal - torch.sum(normal * e1, dim=-1, keepdim=True) * e1
+    u1 = normal / torch.linalg.norm(normal, dim=-1, keepdim=True)
+    u2 = torch.linalg.cross(e1, u1, dim=-1)
+    return torch.stack([e1, u1, u2], dim=1)
+
+
+def frames_around_axis(v1: torch.Tensor) -> torch.Tensor:
+    """Four right-handed frames per vector: first axis v̂1, the two others fixed by
+    the lab axis least aligned with v̂1 and turned by 0, 90, 180 and 270 degrees
+    about v̂1. Returns (4, N, 3, 3).
+
+    Used only for exactly collinear (or single-neighbour) environments with the
+    adaptive fallback (App. F.3). Such an environment looks the same in every frame
+    whose first axis is v̂1; averaging over the four quarter turns makes vector and
+    rank-2 outputs, and the forces, exactly covariant there (their components that
+    are not symmetric about the axis cancel).
+    """
+    e1 = v1 / torch.linalg.norm(v1, dim=-1, keepdim=True)
+    helper_axis = torch.argmin(torch.abs(e1.detach()), dim=-1)
+    helper = torch.nn.functional.one_hot(helper_axis, 3).to(e1.dtype)
+    frame = frame_from_pair(e1, helper)
+    u1 = frame[:, 1]
+    u2 = frame[:, 2]
+    return torch.stack(
+        [
+            frame,
+            torch.stack([e1, u2, -u1], dim=1),
+            torch.stack([e1, -u1, -u2], dim=1),
+            torch.stack([e1, -u2, u1], dim=1),
+        ]
+    )
+
+
+def mirrored_frames(rotations: torch.Tensor) -> torch.Tensor:
+    """Frames with v̂1 → -v̂1 (App. F.3): rows (-v̂1, -û1, û2), still right-handed."""
+    signs = torch.tensor(
+        [-1.0, -1.0, 1.0], dtype=rotations.dtype, device=rotations.device
+    )
+    return rotations * signs.view(1, 3, 1)
+
+
+class FrameBuilder(torch.nn.Module):
+    """Frames and weights of every environment (Eqs. 18 and 21-24).
+
+    :param r_out: outer cutoff R_out of the frame search
+    :param delta_r: width Δ_Rc of the radial cutoffs
+    :param omega: angular threshold ω of Eq. 18
+    :param delta_omega: width Δ_ω of the angular cutoff
+    :param angular_cutoff: ``"q1"`` (Eq. 10) or ``"q2"`` (Eq. 11) in Eq. 18
+    :param beta: β of the SmoothMax/SmoothMin defining R_in (Eqs. 22-23)
+    :param adaptive: use the adaptive ω of Eq. 21 and mirrored frames (second
+        solution of App. F.3)
+    :param beta_omega: β of the smooth maximum of Eq. 21
+
+    With ``adaptive``, environments so collinear that the directions of
+    v̂1 × v̂2 are dominated by rounding (Z = SmoothMaxWeighted of |v̂1 × v̂2|² below
+    ``collinear_z`` = 1e-8, i.e. angles below 1e-4 rad) use frames around the
+    neighbour directions instead (:func:`frames_around_axis`). The two sets are
+    blended smoothly for Z between 1e-8 and 2e-8, the axis frames getting weights
+    f_c(r_j | R_in) · 1e-8, the scale of the pair weights there.
+    """
+
+    def __init__(
+        self,
+        r_out: float,
+        delta_r: float,
+        omega: float,
+        delta_omega: float,
+        angular_cutoff: str,
+        beta: float,
+        adaptive: bool,
+        beta_omega: float,
+    ):
+        super().__init__()
+        if angular_cutoff not in ["q1", "q2"]:
+            raise ValueError(
+                f"angular_cutoff must be 'q1' or 'q2', got '{angular_cutoff}'"
+            )
+        self.r_out = r_out
+        self.delta_r = delta_r
+        self.omega = omega
+        self.delta_omega = delta_omega
+        self.use_q2 = angular_cutoff == "q2"
+        self.beta = beta
+        self.adaptive = adaptive
+        self.beta_omega = beta_omega
+        self.collinear_z = 1e-8
+
+    def search_radius(self) -> float:
+        """Largest distance at which a neighbour can get a non-zero weight.
+
+        R_in (Eq. 23) never exceeds R_out + T(β) + Δ_Rc, since every term of the
+        SmoothMinWeighted with positive weight is below R_out + T(β).
+        """
+        return self.r_out + lambert_T(self.beta) + self.delta_r
+
+    def inner_cutoff(
+        self,
+        distances: torch.Tensor,
+        z: torch.Tensor,
+        pair_centers: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        n_centers: int,
+    ) -> torch.Tensor:
+        """Adaptive inner cutoff R_in of every environment (Eqs. 22-24).
+
+        Each pair contributes SmoothMax({r_j, r_j'} | β) + T(β) with the weight p_jj'
+        of Eq. 24; the point (R_out, 1) makes R_in fall back to R_out + Δ_Rc when no
+        good pair exists within R_out.
+        """
+        n_pairs = first.shape[0]
+        pair_distances = torch.stack([distances[first], distances[second]], dim=1)
+        pair_index = torch.arange(n_pairs, device=z.device).repeat_interleave(2)
+        farthest = smooth_max(
+            pair_distances.reshape(-1), pair_index, n_pairs, self.beta
+        )
+
+        r_out = torch.tensor(self.r_out, dtype=distances.dtype, device=distances.device)
+        delta_r = torch.tensor(
+            self.delta_r, dtype=distances.dtype, device=distances.device
+        )
+        delta_omega = torch.tensor(self.delta_omega, dtype=z.dtype, device=z.device)
+        p = (
+            cutoff_fc(distances[first], r_out, delta_r)
+            * cutoff_fc(distances[second], r_out, delta_r)
+            * angular_cutoff_q1(z, self.omega + delta_omega, delta_omega)
+        )
+        candidates = torch.cat(
+            [farthest + lambert_T(self.beta), r_out.expand(n_centers)]
+        )
+        weights = torch.cat([p, torch.ones(n_centers, dtype=p.dtype, device=p.device)])
+        segments = torch.cat(
+            [pair_centers, torch.arange(n_centers, device=pair_centers.device)]
+        )
+        return smooth_min_weighted(
+            candidates, weights, segments, n_centers, self.beta
+        ) + (self.delta_r)
+
+    def forward(
+        self, centers: torch.Tensor, vectors: torch.Tensor, n_centers: int
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames of all environments.
+
+        :param centers: (E,) environment index of each edge, in ``[0, n_centers)``
+        :param vectors: (E, 3) displacement from the centre to the neighbour; edges
+            of zero length must not be included
+        :param n_centers: number of environments
+        :return: ``(frame_centers, rotations, weights)``: the environment of each
+            frame, the (F, 3, 3) frames and their weights w_jj' (Eq. 18). Only frames
+            of positive weight are returned.
+        """
+        order = torch.argsort(centers, stable=True)
+        centers = centers[order]
+        vectors = vectors[order]
+        distances = torch.linalg.norm(vectors, dim=-1)
+        units = vectors / distances.unsqueeze(-1)
+
+        first, second = ordered_neighbor_pairs(centers, n_centers)
+        pair_centers = centers[first]
+        z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
+
+        r_in = self.inner_cutoff(distances, z, pair_centers, first, second, n_centers)
+        delta_r = torch.tensor(
+            self.delta_r, dtype=distances.dtype, device=distances.device
+        )
+        radial = cutoff_fc(distances, r_in[centers], delta_r)
+        pair_radial = radial[first] * radial[second]
+
+        axis_share = torch.zeros(n_centers, dtype=z.dtype, device=z.device)
+        if self.adaptive:
+            spread = smooth_max_weighted(
+                z, pair_radial, pair_centers, n_centers, self.beta_omega
+            )
+            omega = 0.5 * spread[pair_centers]
+            delta_omega = omega
+            threshold = torch.full_like(spread, self.collinear_z)
+            axis_share = 1.0 - angular_cutoff_q1(spread, threshold, threshold)
+        else:
+            omega = torch.full_like(z, self.omega)
+            delta_omega = torch.full_like(z, self.delta_omega)
+        if self.use_q2:
+            angular = angular_cutoff_q2(z, omega, delta_omega)
+        else:
+            angular = angular_cutoff_q1(z, omega, delta_omega)
+        pair_weights = pair_radial * angular * (1.0 - axis_share[pair_centers])
+
+        kept = pair_weights > 0.0
+        frame_centers = pair_centers[kept]
+        weights = pair_weights[kept]
+        rotations = frame_from_pair(vectors[first[kept]], vectors[second[kept]])
+
+        if self.adaptive:
+            axis_weights = radial * axis_share[centers] * self.collinear_z
+            collinear_edges = axis_weights > 0.0
+            axis_frames = frames_around_axis(vectors[collinear_edges])
+            frame_centers = torch.cat(
+                [frame_centers, centers[collinear_edges].repeat(4)]
+            )
+            weights = torch.cat([weights, axis_weights[collinear_edges].repeat(4)])
+            rotations = torch.cat([rotations, axis_frames.reshape(-1, 3, 3)])
+            frame_centers = torch.cat([frame_centers, frame_centers])
+            weights = torch.cat([weights, weights])
+            rotations = torch.cat([rotations, mirrored_frames(rotations)])
+
+        return frame_centers, rotations, weights
