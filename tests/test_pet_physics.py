@@ -167,3 +167,18 @@ def test_batched_equals_separate(model, ethanol):
     torch.testing.assert_close(
         batched["energy"].block().values, torch.cat(separate), rtol=1e-12, atol=1e-12
     )
+
+
+def test_training_and_evaluation_attention_agree(model, ethanol):
+    """The explicit softmax (training, double-backward capable) and the fused
+    attention kernel (evaluation) compute the same function."""
+    system = system_from_atoms(model, ethanol)
+    outputs = {"energy": ModelOutput(sample_kind="atom")}
+    network = model.network
+    try:
+        network.train()
+        training = network([system], outputs)["energy"].block().values
+    finally:
+        network.eval()
+    evaluation = network([system], outputs)["energy"].block().values
+    torch.testing.assert_close(training, evaluation, rtol=1e-10, atol=1e-10)

@@ -196,9 +196,10 @@ class FrameBuilder(torch.nn.Module):
         segments = torch.cat(
             [pair_centers, torch.arange(n_centers, device=pair_centers.device)]
         )
-        return smooth_min_weighted(
+        smooth_min = smooth_min_weighted(
             candidates, weights, segments, n_centers, self.beta
-        ) + (self.delta_r)
+        )
+        return smooth_min + self.delta_r
 
     def forward(
         self, centers: torch.Tensor, vectors: torch.Tensor, n_centers: int

@@ -1,0 +1,144 @@
+"""Frames, weights and adaptive inner cutoff (App. F.1, F.3-F.5)."""
+
+import torch
+
+from metatrain_pet.ecse.ensemble import auxiliary_weight, prune_weights
+from metatrain_pet.ecse.frames import (
+    FrameBuilder,
+    frame_from_pair,
+    frames_around_axis,
+    mirrored_frames,
+    ordered_neighbor_pairs,
+)
+from metatrain_pet.ecse.smooth import lambert_T
+
+DTYPE = torch.float64
+
+
+def builder(**overrides):
+    params = dict(
+        r_out=5.0,
+        delta_r=0.5,
+        omega=0.05,
+        delta_omega=0.05,
+        angular_cutoff="q2",
+        beta=3.0,
+        adaptive=False,
+        beta_omega=10.0,
+    )
+    params.update(overrides)
+    return FrameBuilder(**params)
+
+
+def random_environments(n_centers=6, per_center=7, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    centers = torch.arange(n_centers).repeat_interleave(per_center)
+    vectors = torch.randn(n_centers * per_center, 3, generator=generator, dtype=DTYPE)
+    vectors = 1.0 + 3.5 * torch.rand(vectors.shape[0], 1, generator=generator) * (
+        vectors / torch.linalg.norm(vectors, dim=1, keepdim=True)
+    )
+    return centers, vectors.to(DTYPE)
+
+
+def test_ordered_pairs_enumerates_all_distinct_pairs():
+    centers = torch.tensor([0, 0, 0, 2, 2, 3])
+    first, second = ordered_neighbor_pairs(centers, 4)
+    pairs = set(zip(first.tolist(), second.tolist()))
+    assert pairs == {(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 4), (4, 3)}
+
+
+def test_frames_are_proper_rotations_following_f1():
+    _, vectors = random_environments()
+    frames = frame_from_pair(vectors[:-1], vectors[1:])
+    identity = torch.eye(3, dtype=DTYPE).expand_as(frames)
+    assert torch.allclose(frames @ frames.transpose(1, 2), identity, atol=1e-14)
+    assert torch.allclose(
+        torch.linalg.det(frames), torch.ones(len(frames), dtype=DTYPE)
+    )
+    v1 = vectors[:-1] / torch.linalg.norm(vectors[:-1], dim=1, keepdim=True)
+    assert torch.allclose(frames[:, 0], v1)
+    # the second neighbour lies in the (v̂1, û2) plane, on the -û2 side, since
+    # û2 = v̂1 × (v̂1 × v̂2)/|.| = -(v̂2 - (v̂1·v̂2) v̂1)/|.|
+    assert torch.allclose(
+        torch.sum(frames[:, 1] * vectors[1:], dim=1),
+        torch.zeros(len(frames), dtype=DTYPE),
+        atol=1e-13,
+    )
+    assert torch.all(torch.sum(frames[:, 2] * vectors[1:], dim=1) < 0)
+    for rotation in [
+        mirrored_frames(frames),
+        frames_around_axis(vectors).reshape(-1, 3, 3),
+    ]:
+        assert torch.allclose(
+            torch.linalg.det(rotation), torch.ones(len(rotation), dtype=DTYPE)
+        )
+
+
+def test_frames_rotate_with_the_environment():
+    centers, vectors = random_environments()
+    rotation = torch.linalg.qr(torch.randn(3, 3, dtype=DTYPE))[0]
+    rotation = rotation * torch.sign(torch.linalg.det(rotation))
+    frame_centers, frames, weights = builder()(centers, vectors, 6)
+    frame_centers_r, frames_r, weights_r = builder()(centers, vectors @ rotation.T, 6)
+    assert torch.equal(frame_centers, frame_centers_r)
+    assert torch.allclose(weights, weights_r, atol=1e-13)
+    assert torch.allclose(frames_r, frames @ rotation.T, atol=1e-13)
+
+
+def test_inner_cutoff_contains_a_good_pair_eq22_24():
+    centers, vectors = random_environments(n_centers=20, per_center=8, seed=3)
+    frames = builder()
+    distances = torch.linalg.norm(vectors, dim=1)
+    first, second = ordered_neighbor_pairs(centers, 20)
+    units = vectors / distances.unsqueeze(1)
+    z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
+    r_in = frames.inner_cutoff(distances, z, centers[first], first, second, 20)
+    good = z > frames.omega + frames.delta_omega
+    farthest = torch.maximum(distances[first], distances[second])
+    for center in range(20):
+        mask = (centers[first] == center) & good
+        best_pair = farthest[mask].min()
+        # larger than the closest good pair (Eqs. 13-14), so that pair gets a frame
+        assert r_in[center] >= best_pair + frames.delta_r - 1e-12
+        assert r_in[center] <= frames.r_out + lambert_T(frames.beta) + frames.delta_r
+
+
+def test_inner_cutoff_falls_back_to_r_out_without_good_pairs():
+    vectors = torch.tensor([[1.0, 0, 0], [-1.2, 0, 0], [2.5, 0, 0]], dtype=DTYPE)
+    centers = torch.zeros(3, dtype=torch.long)
+    frames = builder()
+    first, second = ordered_neighbor_pairs(centers, 1)
+    z = torch.zeros(len(first), dtype=DTYPE)
+    r_in = frames.inner_cutoff(
+        torch.linalg.norm(vectors, dim=1), z, centers[first], first, second, 1
+    )
+    assert torch.allclose(r_in, torch.tensor([5.5], dtype=DTYPE))
+    assert len(frames(centers, vectors, 1)[2]) == 0
+
+
+def test_adaptive_fallback_gives_frames_to_collinear_environments():
+    vectors = torch.tensor([[1.0, 0, 0], [-1.2, 0, 0], [2.5, 0, 0]], dtype=DTYPE)
+    centers = torch.zeros(3, dtype=torch.long)
+    frame_centers, frames, weights = builder(adaptive=True)(centers, vectors, 1)
+    # three neighbours, four quarter turns, mirrored
+    assert len(weights) == 24 and torch.all(weights > 0)
+    assert torch.allclose(torch.abs(frames[:, 0, 0]), torch.ones(24, dtype=DTYPE))
+    # nearly collinear: regular pair frames with the adaptive ω of Eq. 21
+    vectors[1, 1] = 1e-4
+    _, _, weights = builder(adaptive=True)(centers, vectors, 1)
+    assert len(weights) > 0 and torch.all(weights > 0)
+
+
+def test_pruning_and_aux_weight():
+    weights = torch.tensor([1.0, 0.9, 0.05, 0.5, 0.01, 0.0], dtype=DTYPE)
+    segments = torch.tensor([0, 0, 0, 1, 1, 2])
+    pruned = prune_weights(weights, segments, 3, 10.0, 0.5, 0.2, 0.1, 0.05)
+    assert pruned[2] == 0.0 and pruned[4] == 0.0
+    assert pruned[0] == 1.0 and pruned[3] == 0.5
+    # pruning is off when every weight is small (e = 1)
+    small = weights * 1e-3
+    assert torch.equal(
+        prune_weights(small, segments, 3, 10.0, 0.5, 0.2, 0.1, 0.05), small
+    )
+    aux = auxiliary_weight(weights, segments, 3, 10.0, 0.1, 0.05)
+    assert aux.tolist() == [0.0, 0.0, 1.0]

@@ -1,0 +1,191 @@
+"""Smoothness of ECSE-symmetrized models (App. F.12 and the events of App. F.3-F.5):
+no jumps under small noise, across the outer cutoff, when the closest neighbours
+swap, or through collinearity; forces are the derivatives of the energy."""
+
+import ase.build
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ecse_helpers import energies_and_forces, evaluate
+
+from metatrain_pet.ecse import symmetrize
+
+DATA = __file__.rsplit("/", 3)[0] + "/tests/data"
+
+
+def random_methane(n_structures, seed=0):
+    """CH4 with random C-H distances (0.9-1.6 Å) and directions, like the random
+    methane data set of App. C."""
+    rng = np.random.default_rng(seed)
+    structures = []
+    for _ in range(n_structures):
+        directions = rng.normal(size=(4, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        hydrogens = directions * rng.uniform(0.9, 1.6, size=(4, 1))
+        structures.append(Atoms("CH4", positions=np.vstack([[0, 0, 0], hydrogens])))
+    return structures
+
+
+def _steps(values):
+    return np.abs(np.diff(values, axis=0)).reshape(len(values) - 1, -1).max(axis=1)
+
+
+def assert_continuous_scan(
+    model, make_structure, parameters, n_refined=3, check_forces=True
+):
+    """Energies and forces along a scan have no jump.
+
+    The steps that stand out most against their neighbouring steps (where a jump
+    would be) are refined into 8 sub-steps: a smooth, if sharp, feature spreads over
+    the sub-steps, each much smaller than the step, while a jump of size J keeps a
+    sub-step of size J."""
+    structures = [make_structure(x) for x in parameters]
+    energies, forces = energies_and_forces(model, structures)
+    forces = np.stack(forces)
+    assert np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))
+    for values in (energies, forces) if check_forces else (energies,):
+        steps = _steps(values)
+        neighbors = np.maximum(np.roll(steps, 1), np.roll(steps, -1))
+        suspicious = np.argsort(steps / (neighbors + 1e-12 * np.max(steps)))[::-1]
+        for k in suspicious[:n_refined]:
+            fine = np.linspace(parameters[k], parameters[k + 1], 9)
+            fine_energies, fine_forces = energies_and_forces(
+                model, [make_structure(x) for x in fine]
+            )
+            fine_values = fine_energies if values is energies else np.stack(fine_forces)
+            assert _steps(fine_values).max() <= 0.5 * steps[k] + 1e-10 * np.max(
+                np.abs(values)
+            ), (k, steps[k], _steps(fine_values))
+    return energies, forces
+
+
+def test_small_noise_gives_small_changes_fig6(toy_model):
+    """App. F.12: random CH4, Gaussian noise of decreasing amplitude; the change of
+    the prediction must shrink proportionally to the amplitude."""
+    model = symmetrize(toy_model)
+    base = random_methane(10)
+    amplitudes = [1e-2, 1e-3, 1e-4, 1e-5]
+    rng = np.random.default_rng(1)
+    structures = list(base)
+    for amplitude in amplitudes:
+        for atoms in base:
+            noisy = atoms.copy()
+            noisy.positions += amplitude * rng.normal(size=noisy.positions.shape)
+            structures.append(noisy)
+    energies, forces = energies_and_forces(model, structures)
+    reference = energies[: len(base)]
+    slopes = [np.linalg.norm(f) * np.sqrt(3) for f in forces[: len(base)]]
+    for index, amplitude in enumerate(amplitudes):
+        start = len(base) * (index + 1)
+        changes = np.abs(energies[start : start + len(base)] - reference)
+        # |ΔE| <= |∇E|·|δ| to first order, with |δ| ~ amplitude·sqrt(3 N)
+        bound = 3.0 * np.array(slopes) * amplitude * np.sqrt(5) + 50 * amplitude**2
+        assert np.all(changes <= bound), (amplitude, changes, bound)
+
+
+def test_atom_crossing_the_outer_cutoff(toy_model):
+    """An N atom leaves ethanol along x, crossing the model cutoff (4 Å), R_out (5 Å)
+    and the frame search radius (5.59 Å)."""
+    ethanol = ase.io.read(f"{DATA}/ethanol_40.xyz", 0)
+    anchor = ethanol.positions[np.argmax(ethanol.positions[:, 0])]
+
+    def make_structure(distance):
+        return ethanol + Atoms("N", positions=[anchor + [distance, 0.0, 0.0]])
+
+    model = symmetrize(toy_model)
+    assert_continuous_scan(model, make_structure, np.arange(3.8, 6.0, 0.05))
+
+
+@pytest.mark.parametrize("mode", ["global", "per_atom"])
+def test_closest_neighbours_swapping(toy_model, mode):
+    """One H of CH4 is stretched through the C-H distance of the three others, so
+    the two closest neighbours of C, which define the dominant frames, change
+    (tight preset: the sharpest case)."""
+    base = ase.build.molecule("CH4")
+    direction = base.positions[1] / np.linalg.norm(base.positions[1])
+
+    def make_structure(stretch):
+        atoms = base.copy()
+        atoms.positions[1] += stretch * direction
+        return atoms
+
+    model = symmetrize(toy_model, preset="tight", mode=mode)
+    assert_continuous_scan(model, make_structure, np.arange(-0.12, 0.12, 0.006))
+
+
+@pytest.mark.parametrize("fallback", ["aux", "adaptive"])
+def test_bent_molecule_straightening_through_collinearity(
+    toy_model, aux_model, fallback
+):
+    """CO2 bent from 160° through 180° to 170° the other way. With ``aux``, energies
+    and forces are continuous. With ``adaptive`` (a sketch in App. F.3) the energy is
+    continuous, but the frames of a nearly collinear environment all see the
+    molecule bent in the same way, so E(θ) ≈ E(0) + c|θ| has a cusp at 180° and the
+    forces jump there: only the energy is checked."""
+    if fallback == "aux":
+        model = symmetrize(toy_model, aux_model=aux_model)
+    else:
+        model = symmetrize(toy_model, fallback="adaptive")
+
+    def make_structure(angle):
+        half = (np.pi - np.radians(angle)) / 2
+        positions = [
+            [0.0, 0.0, 0.0],
+            [1.16 * np.sin(half), 1.16 * np.cos(half), 0.0],
+            [-1.16 * np.sin(half), 1.16 * np.cos(half), 0.0],
+        ]
+        return Atoms("COO", positions=positions)
+
+    assert_continuous_scan(
+        model,
+        make_structure,
+        np.arange(-20.0, 10.0, 0.5),
+        check_forces=fallback == "aux",
+    )
+
+
+@pytest.mark.parametrize("mode", ["global", "per_atom"])
+def test_forces_are_derivatives_of_the_energy(toy_model, mode):
+    """Central finite differences of the symmetrized energy (float64) along random
+    directions, against the autograd forces: agreement to 1e-6."""
+    model = symmetrize(toy_model, mode=mode)
+    ethanol = ase.io.read(f"{DATA}/ethanol_40.xyz", 0)
+    rng = np.random.default_rng(3)
+    directions = rng.normal(size=(3,) + ethanol.positions.shape)
+    directions /= np.linalg.norm(directions, axis=(1, 2), keepdims=True)
+    h = 1e-5
+    structures = [ethanol]
+    for direction in directions:
+        for sign in (1.0, -1.0):
+            displaced = ethanol.copy()
+            displaced.positions += sign * h * direction
+            structures.append(displaced)
+    energies, forces = energies_and_forces(model, structures)
+    for index, direction in enumerate(directions):
+        finite_difference = (energies[1 + 2 * index] - energies[2 + 2 * index]) / (
+            2 * h
+        )
+        analytic = -np.sum(forces[0] * direction)
+        assert finite_difference == pytest.approx(analytic, rel=1e-6, abs=1e-9)
+
+
+def test_stress_is_the_strain_derivative(toy_model):
+    """Periodic water (per_atom, tight, R_out = 3.5 Å): the autograd stress matches
+    a finite difference of the energy under a small strain."""
+    atoms = ase.io.read(f"{DATA}/water64_2.xyz", 0)
+    model = symmetrize(toy_model, mode="per_atom", preset="tight", r_out=3.5)
+    stress = evaluate(model, atoms, stress=True)["stress"]
+    h = 1e-5
+    strain = np.zeros((3, 3))
+    strain[0, 1] = strain[1, 0] = 0.5
+    strained = []
+    for sign in (1.0, -1.0):
+        deformation = np.eye(3) + sign * h * strain
+        copy = atoms.copy()
+        copy.set_cell(atoms.cell.array @ deformation, scale_atoms=False)
+        copy.positions = atoms.positions @ deformation
+        strained.append(copy)
+    energies, _ = energies_and_forces(model, strained)
+    finite_difference = (energies[0] - energies[1]) / (2 * h) / atoms.get_volume()
+    assert finite_difference == pytest.approx(np.sum(stress * strain), rel=1e-6)
