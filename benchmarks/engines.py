@@ -1,0 +1,262 @@
+"""Energy drift and cost per MD step of an exported model in each metatomic engine,
+for the raw model and its ECSE-symmetrized version.
+
+    python examples/ipi/prepare.py          # writes model.pt (tiny, untrained)
+    python benchmarks/engines.py model.pt --steps 1000
+
+Engines: ASE (``metatomic_ase`` + velocity Verlet), i-PI (in-process ``metatomic``
+PES, NVE), TorchSim (``metatomic_torchsim``, NVE; when installed) and the C++
+loading path of LAMMPS (``examples/cpp``; single-point cost only, pass
+``--cpp-program``). All MD starts at 300 K from the first frame of
+tests/data/ethanol_40.xyz (gas phase) or tests/data/water64_2.xyz (periodic).
+
+drift: slope of a line fitted to the total energy, eV/atom/ps.
+error: RMS deviation of the total energy from its initial value, eV/atom.
+ms/step: wall time per MD step (per evaluation for C++), after 5 warm-up steps.
+"""
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+from ase import units
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+from metatomic.torch import load_atomistic_model
+from metatomic_ase import MetatomicCalculator
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+WARMUP_STEPS = 5
+GAS_PHASE_BOX = 30.0
+
+
+def load_system(name):
+    if name == "ethanol":
+        atoms = ase.io.read(DATA / "ethanol_40.xyz", 0)
+        atoms.cell = [0.0, 0.0, 0.0]
+        atoms.pbc = False
+    else:
+        atoms = ase.io.read(DATA / "water64_2.xyz", 0)
+    atoms.calc = None
+    return atoms
+
+
+def drift_and_error(total_energies, n_atoms, timestep_fs):
+    steps = np.arange(len(total_energies))
+    slope_per_step = np.polyfit(steps, total_energies, 1)[0]
+    drift = slope_per_step / n_atoms / (timestep_fs * 1e-3)
+    error = np.sqrt(np.mean((total_energies - total_energies[0]) ** 2)) / n_atoms
+    return drift, error
+
+
+def run_ase(model_path, atoms, steps, timestep_fs, device):
+    atoms.calc = MetatomicCalculator(str(model_path), device=device)
+    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    dynamics.run(WARMUP_STEPS)
+
+    energies = []
+    dynamics.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
+    start = time.perf_counter()
+    dynamics.run(steps)
+    elapsed = time.perf_counter() - start
+    return np.array(energies), elapsed / steps
+
+
+def run_ipi(model_path, atoms, steps, timestep_fs, device):
+    from ipi.scripting import (
+        InteractiveSimulation,
+        forcefield_xml,
+        simulation_xml,
+    )
+
+    if not atoms.pbc.any():
+        atoms.cell = np.eye(3) * GAS_PHASE_BOX
+        atoms.pbc = True
+        atoms.center()
+    motion = (
+        "<motion mode='dynamics'><dynamics mode='nve'>"
+        f"<timestep units='femtosecond'> {timestep_fs} </timestep>"
+        "</dynamics></motion>"
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        cwd = os.getcwd()
+        os.chdir(directory)
+        try:
+            ase.io.write("template.xyz", atoms)
+            forcefield = forcefield_xml(
+                "metatomic",
+                mode="direct",
+                pes="metatomic",
+                parameters={
+                    "template": "template.xyz",
+                    "model": str(model_path),
+                    "device": device,
+                },
+            )
+            simulation = InteractiveSimulation(
+                simulation_xml(atoms, forcefield, motion, temperature=300)
+            )
+            simulation.run(WARMUP_STEPS)
+            energies = []
+            start = time.perf_counter()
+            for _ in range(steps):
+                simulation.run(1)
+                energies.append(simulation.properties("conserved"))
+            elapsed = time.perf_counter() - start
+        finally:
+            os.chdir(cwd)
+    return np.array(energies), elapsed / steps
+
+
+def run_torchsim(model_path, atoms, steps, timestep_fs, device):
+    import torch_sim
+    from metatomic_torchsim import MetatomicModel
+
+    femtosecond = 1e-3 * torch_sim.units.MetalUnits.time
+    kelvin = torch_sim.units.MetalUnits.temperature
+    model = MetatomicModel(str(model_path), device=device)
+    state = torch_sim.io.atoms_to_state(
+        [atoms], device=torch.device(device), dtype=torch.float64
+    )
+    initialize, step = torch_sim.integrators.nve(
+        model,
+        dt=torch.tensor(timestep_fs * femtosecond),
+        kT=torch.tensor(300.0 * kelvin),
+        seed=0,
+    )
+    state = initialize(state)
+    for _ in range(WARMUP_STEPS):
+        state = step(state)
+
+    energies = []
+    start = time.perf_counter()
+    for _ in range(steps):
+        state = step(state)
+        kinetic = torch_sim.quantities.calc_kinetic_energy(
+            masses=state.masses, momenta=state.momenta
+        )
+        energies.append((state.energy + kinetic).item())
+    elapsed = time.perf_counter() - start
+    return np.array(energies), elapsed / steps
+
+
+def cpp_ms_per_evaluation(program, model_path, atoms, steps, device):
+    with tempfile.TemporaryDirectory() as directory:
+        structure = Path(directory) / "structure.txt"
+        lines = [str(len(atoms))]
+        lines.append(
+            " ".join(repr(value) for value in atoms.cell.array.ravel().tolist())
+        )
+        lines.append(" ".join(str(int(periodic)) for periodic in atoms.pbc))
+        for number, position in zip(atoms.numbers.tolist(), atoms.positions.tolist()):
+            lines.append(f"{number} " + " ".join(repr(value) for value in position))
+        structure.write_text("\n".join(lines) + "\n")
+        output = subprocess.run(
+            [
+                program,
+                model_path,
+                structure,
+                "--device",
+                device,
+                "--repeat",
+                str(steps),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("ms_per_"))
+    return float(line.split()[1])
+
+
+ENGINES = {"ase": run_ase, "ipi": run_ipi, "torchsim": run_torchsim}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="exported (raw) metatomic model, .pt")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument(
+        "--ecse-steps",
+        type=int,
+        default=None,
+        help="steps for the ECSE model (default: --steps)",
+    )
+    parser.add_argument("--timestep", type=float, default=0.5, help="fs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--systems", nargs="+", default=["ethanol", "water"])
+    parser.add_argument("--variants", nargs="+", default=["raw", "ecse"])
+    parser.add_argument(
+        "--ecse-systems",
+        nargs="+",
+        default=["ethanol"],
+        help="systems for the ECSE model (expensive on CPU)",
+    )
+    parser.add_argument("--engines", nargs="+", default=["ase", "ipi", "torchsim"])
+    parser.add_argument("--cpp-program", help="built examples/cpp metatomic-evaluate")
+    parser.add_argument("--ecse-preset", default="tight")
+    parser.add_argument("--ecse-r-out", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    models = {"raw": Path(args.model).resolve()}
+    if "ecse" in args.variants:
+        from metatrain_pet.ecse import symmetrize
+
+        models["ecse"] = Path(tempfile.mkdtemp()) / "ecse.pt"
+        symmetrize(
+            load_atomistic_model(str(models["raw"])),
+            preset=args.ecse_preset,
+            r_out=args.ecse_r_out,
+        ).save(str(models["ecse"]))
+
+    print(
+        f"{'engine':9} {'model':5} {'system':8} {'steps':>6} "
+        f"{'drift/eV/atom/ps':>17} {'error/eV/atom':>14} {'ms/step':>9}"
+    )
+    for variant in args.variants:
+        systems = args.systems if variant == "raw" else args.ecse_systems
+        steps = args.steps if variant == "raw" else (args.ecse_steps or args.steps)
+        for system in systems:
+            for engine in args.engines:
+                if engine == "torchsim":
+                    try:
+                        import metatomic_torchsim  # noqa: F401
+                    except ImportError:
+                        continue
+                atoms = load_system(system)
+                energies, seconds = ENGINES[engine](
+                    models[variant], atoms, steps, args.timestep, args.device
+                )
+                drift, error = drift_and_error(energies, len(atoms), args.timestep)
+                print(
+                    f"{engine:9} {variant:5} {system:8} {steps:6d} "
+                    f"{drift:17.3e} {error:14.3e} {1e3 * seconds:9.1f}",
+                    flush=True,
+                )
+            if args.cpp_program:
+                milliseconds = cpp_ms_per_evaluation(
+                    args.cpp_program,
+                    models[variant],
+                    load_system(system),
+                    steps,
+                    args.device,
+                )
+                print(
+                    f"{'cpp':9} {variant:5} {system:8} {steps:6d} "
+                    f"{'-':>17} {'-':>14} {milliseconds:9.1f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

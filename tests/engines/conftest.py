@@ -1,0 +1,146 @@
+"""Models, structures and devices shared by the engine tests.
+
+Every engine test gets its model file from the ``exported_model`` factory, which
+builds, exports and saves each model once per session. Which architectures are
+exercised is decided by :data:`MODEL_FAMILIES` alone.
+
+The models are tiny and untrained (see docs/engines/ase.md for why this is the
+right choice for conservation and cross-engine tests).
+"""
+
+from pathlib import Path
+
+import ase.io
+import pytest
+import torch
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+ATOMIC_TYPES = [1, 6, 8]
+
+TINY_HYPERS = {
+    "d_pet": 8,
+    "d_head": 8,
+    "d_node": 8,
+    "d_feedforward": 8,
+    "num_heads": 1,
+    "num_attention_layers": 1,
+    "num_gnn_layers": 1,
+}
+"""Sizes that make a model cheap enough for MD on two CPU cores; only the keys an
+architecture knows are applied."""
+
+ECSE_TEST_PARAMS = {"preset": "tight", "r_out": 3.0}
+"""ECSE settings of the tests: few frames, so MD stays affordable in CI. Exact
+rotational symmetry does not depend on them."""
+
+MODEL_FAMILIES = {
+    "pet_ecse": "experimental.pet_ecse",
+    "metatrain_pet": "pet",
+}
+"""Architectures under test (metatrain architecture names), ours first."""
+
+PRIMARY_FAMILY = "pet_ecse"
+
+
+def _build_model(family: str, dtype: torch.dtype):
+    from metatrain.utils.architectures import get_default_hypers, import_architecture
+    from metatrain.utils.data import DatasetInfo
+    from metatrain.utils.data.target_info import get_energy_target_info
+
+    architecture = MODEL_FAMILIES[family]
+    hypers = get_default_hypers(architecture)["model"]
+    hypers.update({key: value for key, value in TINY_HYPERS.items() if key in hypers})
+    dataset_info = DatasetInfo(
+        length_unit="Angstrom",
+        atomic_types=ATOMIC_TYPES,
+        targets={
+            "energy": get_energy_target_info(
+                "energy", {"quantity": "energy", "unit": "eV"}
+            )
+        },
+    )
+    torch.manual_seed(0)
+    model_class = import_architecture(architecture).__model__
+    return model_class(hypers, dataset_info).to(dtype).export()
+
+
+def _save_symmetrized(model, path):
+    """Wrap ``model`` with ECSE and save it."""
+    from metatrain_pet.ecse import symmetrize
+
+    symmetrize(model, **ECSE_TEST_PARAMS).save(str(path))
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory):
+    """Factory ``exported_model(family, variant, dtype="float64") -> Path``.
+
+    ``variant`` is ``"raw"`` or ``"ecse"`` (the raw model wrapped by
+    ``metatrain_pet.ecse.symmetrize``).
+    """
+    directory = tmp_path_factory.mktemp("engine-models")
+    saved = {}
+
+    def factory(family: str, variant: str, dtype: str = "float64") -> Path:
+        key = (family, variant, dtype)
+        if key in saved:
+            return saved[key]
+
+        model = _build_model(family, getattr(torch, dtype))
+        path = directory / f"{family}-{variant}-{dtype}.pt"
+        if variant == "ecse":
+            _save_symmetrized(model, path)
+        else:
+            model.save(str(path))
+        saved[key] = path
+        return path
+
+    return factory
+
+
+@pytest.fixture(params=["raw", "ecse"])
+def variant(request):
+    return request.param
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="CUDA is not available"
+            ),
+        ),
+    ]
+)
+def device(request):
+    return request.param
+
+
+def read_structure(name: str) -> ase.Atoms:
+    """First frame of a test data file, without its stored reference results."""
+    atoms = ase.io.read(DATA / name, 0)
+    atoms.calc = None
+    return atoms
+
+
+@pytest.fixture
+def ethanol():
+    """rMD17 ethanol, gas phase (no cell, no periodicity)."""
+    atoms = read_structure("ethanol_40.xyz")
+    atoms.cell = [0.0, 0.0, 0.0]
+    atoms.pbc = False
+    return atoms
+
+
+@pytest.fixture
+def water():
+    """64 water molecules in a periodic cubic box of 12.44 Angstrom."""
+    return read_structure("water64_2.xyz")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _two_threads():
+    torch.set_num_threads(2)

@@ -1,0 +1,114 @@
+"""NVE runs of exported models inside i-PI, through its in-process ``metatomic``
+PES (``<ffdirect><pes>metatomic</pes>``), checked against the ASE calculator.
+
+i-PI treats every non-zero cell as periodic, so the gas-phase molecule is placed
+in a 30 Angstrom box: no periodic image comes within the model's interaction
+range, and the results must equal the isolated molecule's.
+"""
+
+import ase.io
+import numpy as np
+import pytest
+from metatomic_ase import MetatomicCalculator
+
+from conftest import PRIMARY_FAMILY
+
+ipi_scripting = pytest.importorskip("ipi.scripting")
+from ipi.utils.depend import dstrip  # noqa: E402
+from ipi.utils.units import unit_to_user  # noqa: E402
+
+GAS_PHASE_BOX = 30.0
+
+NVE_MOTION = """
+<motion mode='dynamics'>
+  <dynamics mode='nve'>
+    <timestep units='femtosecond'> 0.5 </timestep>
+  </dynamics>
+</motion>
+"""
+
+
+def ipi_simulation(atoms, model_path, device):
+    """An i-PI NVE simulation at 300 K driven by the model, in the current
+    directory."""
+    ase.io.write("template.xyz", atoms)
+    forcefield = ipi_scripting.forcefield_xml(
+        "metatomic",
+        mode="direct",
+        pes="metatomic",
+        parameters={
+            "template": "template.xyz",
+            "model": str(model_path),
+            "device": device,
+        },
+    )
+    xml = ipi_scripting.simulation_xml(atoms, forcefield, NVE_MOTION, temperature=300)
+    return ipi_scripting.InteractiveSimulation(xml)
+
+
+def ipi_state(simulation):
+    """Cell and positions (Angstrom), potential energy (eV) and forces (eV/Angstrom)
+    of the only bead, converted with the units the metatomic PES itself uses (they
+    differ from i-PI's "ase" units in the 7th digit)."""
+    system = simulation.syslist[0]
+    cell = unit_to_user("length", "angstrom", dstrip(system.cell.h)).T
+    positions = unit_to_user("length", "angstrom", dstrip(system.beads.q[0]))
+    energy = unit_to_user("energy", "electronvolt", dstrip(system.forces.pots[0]))
+    forces = unit_to_user("force", "ev/ang", dstrip(system.forces.f[0]))
+    return cell, positions.reshape(-1, 3), float(energy), forces.reshape(-1, 3)
+
+
+def in_gas_phase_box(atoms):
+    boxed = atoms.copy()
+    boxed.cell = np.eye(3) * GAS_PHASE_BOX
+    boxed.pbc = True
+    boxed.center()
+    return boxed
+
+
+@pytest.mark.parametrize(
+    "family, variant, system, n_steps",
+    [
+        (PRIMARY_FAMILY, "raw", "ethanol", 10),
+        (PRIMARY_FAMILY, "raw", "water", 3),
+        (PRIMARY_FAMILY, "ecse", "ethanol", 3),
+        ("metatrain_pet", "raw", "ethanol", 3),
+    ],
+    ids=lambda value: str(value),
+)
+def test_ipi_matches_ase(
+    request,
+    tmp_path,
+    monkeypatch,
+    exported_model,
+    device,
+    family,
+    variant,
+    system,
+    n_steps,
+):
+    """A few NVE steps; the final energy and forces equal the ASE calculator's at
+    the same positions, and the conserved quantity stays constant."""
+    model_path = exported_model(family, variant)
+    atoms = request.getfixturevalue(system)
+    if not atoms.pbc.any():
+        atoms = in_gas_phase_box(atoms)
+    monkeypatch.chdir(tmp_path)
+
+    simulation = ipi_simulation(atoms, model_path, device)
+    conserved = []
+    for _ in range(n_steps):
+        simulation.run(1)
+        conserved.append(simulation.properties("conserved"))
+    cell, positions, energy, forces = ipi_state(simulation)
+
+    reference = request.getfixturevalue(system)
+    reference.positions = positions
+    if reference.pbc.all():
+        reference.cell = cell
+    reference.calc = MetatomicCalculator(str(model_path), device=device)
+    assert energy == pytest.approx(reference.get_potential_energy(), abs=1e-8)
+    np.testing.assert_allclose(forces, reference.get_forces(), rtol=0, atol=1e-8)
+
+    conserved = np.array(conserved)
+    assert np.all(np.abs(conserved - conserved[0]) / len(atoms) < 1e-4)
