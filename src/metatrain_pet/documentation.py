@@ -115,7 +115,9 @@ class TrainerHypers(TypedDict):
     fast_decay_patience: int = 50
     """Epochs without improvement that start the fast decay."""
     fast_decay_epochs: int = 50
-    """Length of the fast decay, in epochs."""
+    """Length of the fast decay, in epochs: the learning rate falls linearly to zero
+    over them, starting from the weights of the best-validation epoch, and training
+    then stops."""
     early_stopping_patience: int = 0
     """Stop when the validation metric has not improved for this many epochs
     (0 disables early stopping). The best model is kept either way."""
@@ -125,7 +127,8 @@ class TrainerHypers(TypedDict):
     """Rotational augmentation: ``structure`` rotates every structure (and its
     targets) randomly at every epoch; ``environment`` rotates every atomic
     environment independently (App. F.10), so that messages can only carry
-    rotation-invariant content; ``none`` disables it."""
+    rotation-invariant content (scalar and Cartesian targets only: per-atom
+    Cartesian predictions are rotated back); ``none`` disables it."""
     random_inversion: bool = False
     """Also apply a random inversion along with the random rotations."""
     loss: str | dict[str, LossSpecification | str] = "mse"

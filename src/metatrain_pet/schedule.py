@@ -1,4 +1,4 @@
-"""Learning-rate schedules of the trainer (App. B and C of the paper)."""
+"""Learning-rate schedules of the trainer (App. B, C.2 and C.5 of the paper)."""
 
 from typing import Optional
 
@@ -12,19 +12,22 @@ def learning_rate_factor(
     fast_decay_start: Optional[int],
     fast_decay_epochs: int,
 ) -> float:
-    """Factor multiplying the base learning rate at optimisation ``step``.
+    """Factor multiplying the base learning rate at optimisation ``step`` (counted
+    from the start of training, ``steps_per_epoch`` steps per epoch).
 
-    Linear warm-up over ``warmup_epochs`` epochs, then StepLR (a factor ``gamma``
-    every ``step_size`` epochs). Once a fast decay has started at epoch
-    ``fast_decay_start``, the factor further falls linearly to zero over
-    ``fast_decay_epochs`` epochs (the "fast decay" of App. C.2/C.5).
+    - Warm-up (App. B): the factor grows linearly, step by step, from
+      ``1 / warmup_steps`` to 1 over the first ``warmup_epochs`` epochs.
+    - StepLR (App. B): then it is ``gamma ** floor(epoch / step_size)``.
+    - Fast decay (App. C.2, C.5): once a decay has started at epoch
+      ``fast_decay_start``, StepLR is frozen at its value of that epoch and the
+      factor falls linearly to zero over ``fast_decay_epochs`` epochs.
     """
-    epoch = step / max(steps_per_epoch, 1)
+    steps_per_epoch = max(steps_per_epoch, 1)
     warmup_steps = warmup_epochs * steps_per_epoch
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    factor = gamma ** int(epoch // step_size)
-    if fast_decay_start is not None:
-        progress = (epoch - fast_decay_start) / max(fast_decay_epochs, 1)
-        factor *= max(0.0, 1.0 - progress)
-    return factor
+    epoch = step / steps_per_epoch
+    if fast_decay_start is None:
+        return gamma ** int(epoch // step_size)
+    progress = (epoch - fast_decay_start) / fast_decay_epochs
+    return gamma ** (fast_decay_start // step_size) * max(0.0, 1.0 - progress)

@@ -1,4 +1,7 @@
-"""The trainer of ``experimental.pet_ecse`` (App. B and C of the paper)."""
+"""The trainer of ``experimental.pet_ecse``: the training protocol of App. B and C of
+the paper (Adam, StepLR with optional warm-up or the fast decay of C.2/C.5, the
+loss of Eq. 8, per-atom energy loss of C.2, rotational augmentation, early
+stopping on a validation set)."""
 
 import copy
 import logging
@@ -16,6 +19,7 @@ from metatrain.utils.data import (
     CollateFn,
     CombinedDataLoader,
     Dataset,
+    TargetInfo,
     build_train_dataloaders,
     build_val_dataloaders,
     unpack_batch,
@@ -34,7 +38,11 @@ from metatrain.utils.scaler import get_remove_scale_transform
 from metatrain.utils.transfer import batch_to
 
 from . import checkpoints
-from .augmentation import StructureRotation
+from .augmentation import (
+    StructureRotation,
+    check_environment_augmentation,
+    set_environment_rotation,
+)
 from .documentation import TrainerHypers
 from .loss import NormalizedLoss, expand_loss_hypers
 from .model import PET
@@ -43,9 +51,10 @@ from .schedule import learning_rate_factor
 
 class Trainer(TrainerInterface[TrainerHypers]):
     """Adam with warm-up and StepLR (or the fast decay), gradient clipping, random
-    rotations at every epoch, composition baseline and scaling, energy and force
-    losses (optionally normalised as in Eq. 8), best-model selection, early
-    stopping, periodic checkpoints and exact restarts."""
+    rotations of structures or of atomic environments, composition baseline and
+    scaling, energy and force losses (optionally normalised as in Eq. 8),
+    best-model selection, early stopping, periodic checkpoints and exact restarts
+    (epoch, optimisation step, learning rate, Adam state and Eq. 8 averages)."""
 
     __checkpoint_version__ = 1
 
@@ -73,6 +82,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
     ) -> None:
         if dtype not in PET.__supported_dtypes__:
             raise ValueError(f"PET cannot be trained in {dtype}")
+        check_trainer_hypers(self.hypers, model.dataset_info.targets)
         device = devices[0]
         logging.info(f"Training on device {device} with dtype {dtype}")
         model.to(device=device, dtype=dtype)
@@ -126,6 +136,11 @@ class Trainer(TrainerInterface[TrainerHypers]):
         if self.best_metric is None:
             self.best_metric = math.inf
 
+        set_environment_rotation(
+            model,
+            self.hypers["augmentation"] == "environment",
+            self.hypers["random_inversion"],
+        )
         start_epoch = 0 if self.epoch is None else self.epoch + 1
         end_epoch = self.hypers["num_epochs"]
         logging.info(f"Starting training at epoch {start_epoch}")
@@ -171,6 +186,10 @@ class Trainer(TrainerInterface[TrainerHypers]):
                 self.best_model_state_dict = copy.deepcopy(model.state_dict())
                 self.best_optimizer_state_dict = copy.deepcopy(optimizer.state_dict())
 
+            stop = self._should_stop(epoch)
+            if self.fast_decay_start == epoch + 1:
+                self._restore_best(model, optimizer)
+
             self.epoch = epoch
             self.optimizer_state_dict = optimizer.state_dict()
             self.scheduler_state_dict = self._scheduler_state()
@@ -178,10 +197,10 @@ class Trainer(TrainerInterface[TrainerHypers]):
                 self.save_checkpoint(
                     model, Path(checkpoint_dir) / f"model_{epoch}.ckpt"
                 )
-
-            if self._should_stop(epoch):
+            if stop:
                 break
 
+        set_environment_rotation(model, False, False)
         self.optimizer_state_dict = optimizer.state_dict()
         self.scheduler_state_dict = self._scheduler_state()
 
@@ -264,10 +283,15 @@ class Trainer(TrainerInterface[TrainerHypers]):
         n_batches = 0
 
         batches = dataloader
-        if training and self.hypers["progress_bar"]:
+        if self.hypers["progress_bar"]:
             from tqdm import tqdm
 
-            batches = tqdm(dataloader, leave=False, desc="epoch")
+            batches = tqdm(
+                dataloader,
+                leave=False,
+                desc="training" if training else "validation",
+                unit="batch",
+            )
         for batch in batches:
             systems, targets, extra_data = unpack_batch(batch)
             systems, targets, extra_data = batch_to(
@@ -333,7 +357,13 @@ class Trainer(TrainerInterface[TrainerHypers]):
 
     def _should_stop(self, epoch: int) -> bool:
         """Early stopping, or the start of the fast decay, once the validation
-        metric has not improved for the configured number of epochs."""
+        metric has not improved for the configured number of epochs.
+
+        With ``scheduler: fast_decay`` the decay starts at the next epoch, from the
+        state of the best-validation epoch (App. C.5: "we start fast decaying of the
+        learning rate at the epoch with the best validation error"); training stops
+        once the decay is over, and early stopping does not apply.
+        """
         assert self.best_epoch is not None
         stalled = epoch - self.best_epoch
         if self.hypers["scheduler"] == "fast_decay" and self.fast_decay_start is None:
@@ -352,6 +382,15 @@ class Trainer(TrainerInterface[TrainerHypers]):
             )
             return True
         return False
+
+    def _restore_best(self, model: PET, optimizer: torch.optim.Optimizer) -> None:
+        """Go back to the weights and Adam state of the best-validation epoch, from
+        which the fast decay starts."""
+        assert self.best_model_state_dict is not None
+        assert self.best_optimizer_state_dict is not None
+        model.load_state_dict(self.best_model_state_dict)
+        optimizer.load_state_dict(self.best_optimizer_state_dict)
+        logging.info(f"The fast decay starts from the model of epoch {self.best_epoch}")
 
     def _scheduler_state(self) -> Dict[str, Any]:
         return {"step": self.step, "fast_decay_start": self.fast_decay_start}
@@ -401,6 +440,42 @@ class Trainer(TrainerInterface[TrainerHypers]):
             cls.__checkpoint_version__,
             checkpoints.TRAINER_UPDATES,
         )
+
+
+def check_trainer_hypers(hypers: TrainerHypers, targets: Dict[str, TargetInfo]) -> None:
+    """Refuse, before any training, the options that the hypers' types cannot
+    catch: counts that must be positive, a loss given for a target that is not
+    trained, and targets that the requested augmentation cannot handle."""
+    for name in (
+        "batch_size",
+        "scheduler_step_size",
+        "fast_decay_epochs",
+        "log_interval",
+        "checkpoint_interval",
+    ):
+        if hypers[name] < 1:
+            raise ValueError(
+                f"training option `{name}` must be >= 1, got {hypers[name]}"
+            )
+    for name in ("warmup_epochs", "fast_decay_patience", "early_stopping_patience"):
+        if hypers[name] < 0:
+            raise ValueError(
+                f"training option `{name}` must be >= 0, got {hypers[name]}"
+            )
+    if not 0.0 < hypers["loss_ema_alpha"] <= 1.0:
+        raise ValueError(
+            "training option `loss_ema_alpha` must be in (0, 1], got "
+            f"{hypers['loss_ema_alpha']}"
+        )
+    if isinstance(hypers["loss"], dict):
+        unknown = [name for name in hypers["loss"] if name not in targets]
+        if len(unknown) > 0:
+            raise ValueError(
+                f"the `loss` option names {unknown}, which are not among the "
+                f"training targets {list(targets)}"
+            )
+    if hypers["augmentation"] == "environment":
+        check_environment_augmentation(targets)
 
 
 def _detached(tensor_maps: Dict[str, Any]) -> Dict[str, Any]:
