@@ -13,7 +13,7 @@ import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
-from .nn.cutoff import cutoff_function
+from .ecse.smooth import cutoff_fc
 from .nn.edges import environment_slots, reversed_edges, sort_edges_by_center
 from .nn.environment_rotation import (
     random_rotation_matrices,
@@ -220,7 +220,11 @@ class PETNetwork(torch.nn.Module):
         reverse = reversed_edges(centers, neighbors, cell_shifts)
 
         distances = torch.linalg.vector_norm(edge_vectors, dim=1)
-        edge_cutoffs = cutoff_function(distances, self.cutoff, self.cutoff_width)
+        edge_cutoffs = cutoff_fc(
+            distances,
+            torch.tensor(self.cutoff, dtype=distances.dtype, device=device),
+            torch.tensor(self.cutoff_width, dtype=distances.dtype, device=device),
+        )
         token_weights = torch.zeros(
             (n_atoms, max_neighbors + 1), dtype=positions.dtype, device=device
         )

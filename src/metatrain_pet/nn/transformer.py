@@ -14,9 +14,10 @@ class CutoffAttention(torch.nn.Module):
     the scores shifted by log f_c, which is how it is computed. Tokens leaving the
     cutoff sphere fade out smoothly, and padding tokens (weight 0) are ignored.
 
-    In evaluation mode the fused ``scaled_dot_product_attention`` kernel is used; in
-    training mode an explicit softmax, which (unlike the fused kernels) supports the
-    double backward needed to train on forces.
+    In evaluation mode the fused ``scaled_dot_product_attention`` kernel is used
+    (except on CPU with autograd on, e.g. for forces, where the explicit softmax is
+    faster); in training mode an explicit softmax, which (unlike the fused kernels)
+    supports the double backward needed to train on forces.
     """
 
     def __init__(self, d_model: int, num_heads: int):
@@ -44,9 +45,14 @@ class CutoffAttention(torch.nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         bias = log_weights[:, None, None, :].to(query.dtype)
 
-        if self.training:
-            scores = (query * (1.0 / math.sqrt(self.d_head))) @ key.transpose(-1, -2)
-            coefficients = torch.softmax(scores + bias, dim=-1)
+        if self.training or (torch.is_grad_enabled() and tokens.device.type == "cpu"):
+            # with autograd on, CPU attention falls back to a math path with extra
+            # masking passes: the explicit softmax is cheaper there. Scaling and
+            # shifting in place is safe (matmul does not keep its output for the
+            # backward) and saves two temporaries of the size of the scores.
+            scores = query @ key.transpose(-1, -2)
+            scores = scores.mul_(1.0 / math.sqrt(self.d_head)).add_(bias)
+            coefficients = torch.softmax(scores, dim=-1)
             mixed = coefficients @ value
         else:
             mixed = torch.nn.functional.scaled_dot_product_attention(

@@ -1,0 +1,107 @@
+"""Inference cost of ours vs metatrain's ``pet`` (matched hypers): one energy +
+forces evaluation of an exported model on a fixed structure, as an engine runs it.
+
+The neighbour list is computed once outside the timed region (engines compute it
+outside the model too); the timed step builds a fresh ``System`` with positions that
+require gradients, evaluates the exported model and back-propagates the energy.
+"""
+
+import gc
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import ase.io
+import torch
+from matched_hypers import OURS, PEER, matched_hypers
+from metatomic.torch import ModelEvaluationOptions, ModelOutput, System
+from metatrain.utils.architectures import import_architecture
+from metatrain.utils.data import DatasetInfo
+from metatrain.utils.data.target_info import get_energy_target_info
+from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
+ATOMIC_TYPES = [1, 6, 7, 8]
+# water boxes: repeats of the 64-molecule (192 atoms) frame
+WATER_REPEATS = {192: (1, 1, 1), 1536: (2, 2, 2), 5184: (3, 3, 3), 12288: (4, 4, 4)}
+
+
+def structures(sizes: List[int]) -> Dict[str, "ase.Atoms"]:
+    """ethanol (9 atoms) and water boxes of the given numbers of atoms."""
+    result = {"ethanol": ase.io.read(TEST_DATA / "ethanol_40.xyz", 0)}
+    water = ase.io.read(TEST_DATA / "water64_2.xyz", 0)
+    for size in sizes:
+        result[f"water{size}"] = water.repeat(WATER_REPEATS[size])
+    return result
+
+
+def build_models(dtype=torch.float32, seed: int = 0, script: bool = False, **sizes):
+    """Exported (eval-mode) models of both architectures, matched hypers, energy
+    target; with ``script`` the TorchScript-compiled versions."""
+    hypers = matched_hypers(**sizes)
+    info = DatasetInfo(
+        length_unit="angstrom",
+        atomic_types=ATOMIC_TYPES,
+        targets={"energy": get_energy_target_info("energy", {"unit": "eV"})},
+    )
+    models = {}
+    for name in (OURS, PEER):
+        torch.manual_seed(seed)
+        model = import_architecture(name).__model__(hypers[name], info)
+        exported = model.to(dtype).export()
+        exported.eval()
+        if script:
+            exported = torch.jit.script(exported)
+        models[name] = exported
+    return models
+
+
+def prepare(model, atoms, dtype=torch.float32) -> System:
+    """System with the neighbour lists the model asks for (computed once)."""
+    system = System(
+        types=torch.tensor(atoms.numbers, dtype=torch.int32),
+        positions=torch.tensor(atoms.positions, dtype=dtype),
+        cell=torch.tensor(atoms.cell.array, dtype=dtype),
+        pbc=torch.tensor(atoms.pbc),
+    )
+    return get_system_with_neighbor_lists(system, model.requested_neighbor_lists())
+
+
+OPTIONS = ModelEvaluationOptions(
+    length_unit="angstrom",
+    outputs={"energy": ModelOutput(quantity="energy", unit="eV", sample_kind="system")},
+)
+
+
+def step(model, system: System) -> torch.Tensor:
+    """One energy + forces evaluation; returns the forces."""
+    positions = system.positions.detach().requires_grad_(True)
+    fresh = System(system.types, positions, system.cell, system.pbc)
+    for options in system.known_neighbor_lists():
+        fresh.add_neighbor_list(options, system.get_neighbor_list(options))
+    energy = model([fresh], OPTIONS, check_consistency=False)["energy"]
+    total = energy.block().values.sum()
+    return -torch.autograd.grad(total, positions)[0]
+
+
+def interleaved_times(
+    models: Dict, systems: Dict, repeats: int, warmup: int = 2, clock=time.perf_counter
+) -> Dict[str, List[float]]:
+    """Times of ``repeats`` steps of each model, alternated, after ``warmup``."""
+    for _ in range(warmup):
+        for name, model in models.items():
+            step(model, systems[name])
+    times = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            gc.collect()
+            start = clock()
+            step(model, systems[name])
+            times[name].append(clock() - start)
+    return times
+
+
+def median(values):
+    return statistics.median(values)

@@ -1,0 +1,610 @@
+"""Side-by-side benchmarks of our PET (``experimental.pet_ecse``) and metatrain's
+``pet`` with matched hyper-parameters (see ``matched_hypers.py``).
+
+    python benchmarks/run.py [--quick] [--device cpu|cuda] [--out DIR]
+
+Every comparison prints one line ``name: ours=VALUE peer=VALUE ratio=R`` with
+``R = ours / peer`` (lower is better for times, memory and errors). Sections:
+
+- ``inference/<system>``: wall time of one energy + forces step of the exported,
+  eval-mode model (median of repeats, warm-up excluded); ``.../cpu`` the process
+  CPU time of the same steps; ``.../torchscript`` the TorchScript-compiled model;
+  ``memory/<system>`` the peak resident memory added by one step (ru_maxrss delta,
+  measured in a fresh subprocess per model and system).
+- ``train/<dataset>``: wall time of one training epoch with each architecture's own
+  trainer, same batch size and loss (energy + forces).
+- ``ecse/<system>``: cost of ECSE around our raw model (``peer`` is the raw model),
+  mean number of frames, and comparison with metatomic's ``SymmetrizedModel``
+  (grid orders 3, 5, 7): cost and spread of the energy over random rotations.
+- ``accuracy/<dataset>``: energy and force MAE on rMD17 ethanol test_01 after
+  training both architectures for the same wall-clock budget.
+
+The run writes ``results.csv``, ``results.md`` and PNG plots into ``--out``.
+"""
+
+import argparse
+import csv
+import datetime
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import inference  # noqa: E402
+from matched_hypers import OURS, PEER  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = REPO / "tests" / "data"
+
+ROWS = []
+
+
+def report(name, ours, peer, unit, fmt="{:.4g}"):
+    ratio = ours / peer if peer not in (0, None) and not math.isnan(peer) else math.nan
+    ROWS.append(
+        {"name": name, "ours": ours, "peer": peer, "ratio": ratio, "unit": unit}
+    )
+    print(
+        f"{name}: ours={fmt.format(ours)}{unit} peer={fmt.format(peer)}{unit} "
+        f"ratio={ratio:.3f}",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------- inference
+def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
+    sizes = args.sizes if sizes is None else sizes
+    hypers = args.model_sizes if hypers is None else hypers
+    atoms_by_name = inference.structures(sizes)
+    if prefix != "inference":
+        del atoms_by_name["ethanol"]
+    models = inference.build_models(torch.float32, **hypers)
+    scripted = {}
+    if args.script and prefix == "inference":
+        scripted = inference.build_models(torch.float32, script=True, **hypers)
+    per_atom = {OURS: {}, PEER: {}}
+    for label, atoms in atoms_by_name.items():
+        n_atoms = len(atoms)
+        big = n_atoms > 2000
+        repeats = 1 if n_atoms > 4000 else (2 if big else args.repeats)
+        if n_atoms < 100:  # milliseconds per step: many repeats against the noise
+            repeats = max(repeats, 7 * args.repeats)
+        warmup = 1 if n_atoms > 1000 else 2
+        variants = [("", models)]
+        if scripted and n_atoms <= 200 and not (args.quick and n_atoms > 100):
+            variants.append(("/torchscript", scripted))
+        for suffix, family in variants:
+            family = {k: m.to(device) for k, m in family.items()}
+            systems = {
+                k: inference.prepare(m, atoms).to(device=device)
+                for k, m in family.items()
+            }
+            wall, cpu = _interleaved(family, systems, repeats, warmup, device)
+            ours, peer = np.median(wall[OURS]), np.median(wall[PEER])
+            report(f"{prefix}/{label}{suffix}", ours * 1e3, peer * 1e3, "ms")
+            if suffix == "":
+                per_atom[OURS][n_atoms] = ours / n_atoms
+                per_atom[PEER][n_atoms] = peer / n_atoms
+            report(
+                f"{prefix}/{label}{suffix}/cpu",
+                np.median(cpu[OURS]) * 1e3,
+                np.median(cpu[PEER]) * 1e3,
+                "ms",
+            )
+            del systems
+    if args.memory and prefix == "inference":
+        for label in args.memory_systems:
+            if label not in atoms_by_name:
+                continue
+            values = {
+                name: _memory_subprocess(name, label, device, hypers)
+                for name in (OURS, PEER)
+            }
+            report(f"memory/{label}", values[OURS], values[PEER], "MiB", "{:.1f}")
+    return per_atom
+
+
+def _interleaved(models, systems, repeats, warmup, device):
+    for _ in range(warmup):
+        for name, model in models.items():
+            inference.step(model, systems[name])
+    wall = {name: [] for name in models}
+    cpu = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            _sync(device)
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            inference.step(model, systems[name])
+            _sync(device)
+            wall[name].append(time.perf_counter() - start_wall)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _memory_subprocess(name, label, device, hypers):
+    """Peak memory of one step, in MiB, in a fresh process per model and system
+    (model and system already built, after one warm-up step that pays one-time
+    allocations): on CPU the peak resident set size during the step (VmHWM, reset
+    just before it through /proc/self/clear_refs) minus the resident set size before
+    it; on CUDA the peak allocated memory of
+    torch's caching allocator during the step minus the allocated memory before."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-worker",
+        name,
+        label,
+        "--device",
+        device.type,
+        "--threads",
+        str(torch.get_num_threads()),
+        "--hypers-json",
+        json.dumps(hypers),
+    ]
+    # glibc keeps freed heap chunks resident (and raises its mmap threshold as it
+    # goes), which hides reused memory from RSS; a fixed threshold puts every
+    # allocation above 64 KiB in its own mapping, returned to the system when freed,
+    # so that the RSS follows the live tensors
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, cwd=REPO, env=env
+    ).stdout
+    return float(output.strip().splitlines()[-1])
+
+
+def _proc_status_kib(field):
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_worker(name, label, device, hypers):
+    size = int(label[5:]) if label.startswith("water") else None
+    atoms = inference.structures([size] if size else [])[label]
+    model = inference.build_models(torch.float32, **hypers)[name].to(device)
+    system = inference.prepare(model, atoms).to(device=device)
+    inference.step(model, system)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        inference.step(model, system)
+        torch.cuda.synchronize()
+        print((torch.cuda.max_memory_allocated() - before) / 2**20)
+    else:
+        gc.collect()
+        try:
+            with open("/proc/self/clear_refs", "w") as file:
+                file.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+            before = _proc_status_kib("VmRSS")
+            inference.step(model, system)
+            after = _proc_status_kib("VmHWM")
+        except OSError:  # no /proc: growth of ru_maxrss (0 if below the old peak)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            inference.step(model, system)
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) / 1024)
+
+
+# ---------------------------------------------------------------------- training
+def run_training(args, device):
+    import train_epoch
+
+    datasets = {}
+    if args.quick:
+        datasets["ethanol40"] = (TEST_DATA / "ethanol_40.xyz", 0, 8)
+        datasets["water64_2"] = (TEST_DATA / "water64_2.xyz", 0, 2)
+    else:
+        datasets["rmd17_ethanol_train01"] = (
+            SHARED_DATA / "rmd17" / "ethanol_train_01.xyz",
+            args.train_structures_ethanol,
+            16,
+        )
+        datasets["water64_train"] = (
+            SHARED_DATA / "water" / "water64_train.xyz",
+            args.train_structures_water,
+            2,
+        )
+    # the first optimizer built in a process imports torch._dynamo (seconds): do
+    # it before timing, so that it is charged to neither architecture
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    epoch_times = {}
+    for label, (path, n_structures, batch_size) in datasets.items():
+        dataset, info = train_epoch.load(str(path), n_structures)
+        hypers = inference.matched_hypers(**args.model_sizes)
+        times = {OURS: [], PEER: []}
+        for repeat in range(args.train_repeats):
+            order = (OURS, PEER) if repeat % 2 == 0 else (PEER, OURS)
+            for name in order:
+                times[name].append(
+                    train_epoch.train_seconds(
+                        name,
+                        hypers[name],
+                        info,
+                        dataset,
+                        batch_size,
+                        1,
+                        device=device,
+                    )
+                )
+        ours, peer = np.median(times[OURS]), np.median(times[PEER])
+        report(f"train/{label}", ours, peer, "s", "{:.2f}")
+        epoch_times[label] = {OURS: ours, PEER: peer}
+    return epoch_times
+
+
+# -------------------------------------------------------------------------- ECSE
+def run_ecse(args, device):
+    try:
+        from metatrain_pet.ecse import symmetrize
+    except Exception as error:  # noqa: BLE001
+        print(f"ecse: skipped (metatrain_pet.ecse not importable: {error})")
+        return None
+    from metatrain_pet.symmetry.diagnostics import (
+        random_orthogonal_matrices,
+        symmetry_errors,
+    )
+    from metatrain_pet.symmetry.grid import grid_average, grid_evaluation_count
+
+    dtype = torch.float64
+    raw = inference.build_models(dtype, **args.ecse_sizes)[OURS]
+    rotations = random_orthogonal_matrices(args.rotations, seed=0, inversion=False)
+    systems = inference.structures([192])
+    summary = {}
+    for label in args.ecse_systems:
+        atoms = systems[label]
+        ecse = symmetrize(raw)
+        system = inference.prepare(raw, atoms, dtype)
+        ecse_system = inference.prepare(ecse, atoms, dtype)
+        repeats = args.repeats if label == "ethanol" else 1
+        wall, cpu = _interleaved(
+            {"ecse": ecse, "raw": raw},
+            {"ecse": ecse_system, "raw": system},
+            repeats,
+            1 if label == "ethanol" else 0,
+            torch.device("cpu"),
+        )
+        ecse_time, raw_time = np.median(wall["ecse"]), np.median(wall["raw"])
+        report(f"ecse/{label}", ecse_time * 1e3, raw_time * 1e3, "ms")
+        frames = _ecse_frames(ecse, ecse_system)
+        report(f"ecse/{label}/frames", frames, 1.0, "")
+        n_rot = len(rotations) if label == "ethanol" else 2
+        ecse_error = symmetry_errors(
+            ecse, atoms, rotations[:n_rot], batch_size=1
+        ).energy
+        raw_error = symmetry_errors(raw, atoms, rotations[:n_rot], batch_size=1).energy
+        report(
+            f"ecse/{label}/energy_spread_vs_raw", ecse_error, raw_error, "eV", "{:.3g}"
+        )
+        summary[label] = {"ecse": ecse_time, "raw": raw_time, "frames": frames}
+        for order in args.grid_orders:
+            if (
+                label != "ethanol"
+                and grid_evaluation_count(order) > args.max_grid_evals
+            ):
+                print(
+                    f"ecse/{label}/grid{order}: skipped "
+                    f"({grid_evaluation_count(order)} evaluations per structure)"
+                )
+                continue
+            grid = grid_average(raw, order, batch_size=args.grid_batch)
+            grid_system = inference.prepare(grid, atoms, dtype)
+            start = time.perf_counter()
+            inference.step(grid, grid_system)
+            grid_time = time.perf_counter() - start
+            report(
+                f"ecse/{label}/vs_grid{order}/time",
+                ecse_time * 1e3,
+                grid_time * 1e3,
+                "ms",
+            )
+            grid_error = symmetry_errors(
+                grid, atoms, rotations[: min(n_rot, 4)], batch_size=1
+            ).energy
+            report(
+                f"ecse/{label}/vs_grid{order}/energy_spread",
+                ecse_error,
+                grid_error,
+                "eV",
+                "{:.3g}",
+            )
+            summary[label][f"grid{order}"] = grid_time
+    return summary
+
+
+def _ecse_frames(model, system):
+    from metatomic.torch import ModelEvaluationOptions, ModelOutput
+
+    options = ModelEvaluationOptions(
+        length_unit="angstrom",
+        outputs={
+            "energy": ModelOutput(quantity="energy", unit="eV", sample_kind="system"),
+            "mtt::aux::ecse_num_frames": ModelOutput(sample_kind="system"),
+        },
+    )
+    with torch.no_grad():
+        results = model([system], options, check_consistency=False)
+    return float(results["mtt::aux::ecse_num_frames"].block().values.float().mean())
+
+
+# ---------------------------------------------------------------------- accuracy
+def run_accuracy(args, device):
+    import ase.io
+    import train_epoch
+
+    if args.quick:
+        train_path, n_train = TEST_DATA / "ethanol_40.xyz", 32
+        test_path, test_slice = TEST_DATA / "ethanol_40.xyz", slice(32, 40)
+    else:
+        train_path = SHARED_DATA / "rmd17" / "ethanol_train_01.xyz"
+        test_path = SHARED_DATA / "rmd17" / "ethanol_test_01.xyz"
+        n_train, test_slice = args.accuracy_train, slice(0, args.accuracy_test)
+    dataset, info = train_epoch.load(str(train_path), n_train)
+    test = ase.io.read(test_path, ":")[test_slice]
+    hypers = inference.matched_hypers(**args.model_sizes)
+    batch_size = 8 if args.quick else 16
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    # calibrate: one epoch each, then as many epochs as fit in the budget
+    maes = {}
+    for name in (OURS, PEER):
+        epoch = train_epoch.train_seconds(
+            name, hypers[name], info, dataset, batch_size, 1, device=device
+        )
+        epochs = max(1, int(args.budget_s / epoch))
+        start = time.perf_counter()
+        model = train_epoch.train_model(
+            name, hypers[name], info, dataset, batch_size, epochs, device=device
+        )
+        spent = time.perf_counter() - start
+        maes[name] = _test_errors(model, test) + (epochs, spent)
+    report(
+        "accuracy/rmd17_ethanol/energy_mae",
+        maes[OURS][0] * 1e3,
+        maes[PEER][0] * 1e3,
+        "meV",
+        "{:.2f}",
+    )
+    report(
+        "accuracy/rmd17_ethanol/forces_mae",
+        maes[OURS][1] * 1e3,
+        maes[PEER][1] * 1e3,
+        "meV/A",
+        "{:.2f}",
+    )
+    report("accuracy/rmd17_ethanol/epochs", maes[OURS][2], maes[PEER][2], "", "{:.0f}")
+    report(
+        "accuracy/rmd17_ethanol/train_time", maes[OURS][3], maes[PEER][3], "s", "{:.1f}"
+    )
+    return maes
+
+
+def _test_errors(model, structures):
+    exported = model.to(torch.float32).export()
+    energy_errors, force_errors = [], []
+    for atoms in structures:
+        system = inference.prepare(exported, atoms)
+        positions = system.positions.detach().requires_grad_(True)
+        fresh = inference.System(system.types, positions, system.cell, system.pbc)
+        for options in system.known_neighbor_lists():
+            fresh.add_neighbor_list(options, system.get_neighbor_list(options))
+        energy = exported([fresh], inference.OPTIONS, check_consistency=False)
+        energy = energy["energy"].block().values.sum()
+        forces = -torch.autograd.grad(energy, positions)[0]
+        energy_errors.append(abs(energy.item() - atoms.get_potential_energy()))
+        force_errors.append(np.abs(forces.detach().numpy() - atoms.get_forces()).mean())
+    return float(np.mean(energy_errors)), float(np.mean(force_errors))
+
+
+# ---------------------------------------------------------------------- outputs
+def write_outputs(out, per_atom, scaling, meta):
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, ["name", "ours", "peer", "ratio", "unit"])
+        writer.writeheader()
+        writer.writerows(ROWS)
+    lines = [
+        f"Machine: {meta['machine']}; torch {meta['torch']}; {meta['threads']} "
+        f"thread(s); device {meta['device']}; {meta['date']}; command "
+        f"`{meta['command']}`",
+        "",
+        "| name | ours | peer | ratio (ours/peer) |",
+        "|---|---|---|---|",
+    ]
+    for row in ROWS:
+        lines.append(
+            f"| {row['name']} | {row['ours']:.4g} {row['unit']} | "
+            f"{row['peer']:.4g} {row['unit']} | {row['ratio']:.3f} |"
+        )
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [("", per_atom, "-"), (" (small model)", scaling, "--")]
+    if any(data and len(data[OURS]) > 0 for _, data, _ in curves):
+        figure, axis = plt.subplots(figsize=(5, 3.5))
+        for suffix, data, style in curves:
+            if not data:
+                continue
+            for name, label in ((OURS, "ours"), (PEER, "metatrain pet")):
+                sizes = sorted(data[name])
+                axis.plot(
+                    sizes,
+                    [data[name][n] * 1e3 for n in sizes],
+                    "o" + style,
+                    label=label + suffix,
+                )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("atoms")
+        axis.set_ylabel("ms per atom (energy + forces)")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(out / "inference_per_atom.png", dpi=120)
+        plt.close(figure)
+
+    timed = [r for r in ROWS if r["unit"] in ("ms", "s") and not math.isnan(r["ratio"])]
+    if timed:
+        figure, axis = plt.subplots(figsize=(6, 0.3 * len(timed) + 1))
+        axis.barh([r["name"] for r in timed], [r["ratio"] for r in timed])
+        axis.axvline(1.0, color="k", lw=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel("ours / peer (time)")
+        axis.invert_yaxis()
+        figure.tight_layout()
+        figure.savefig(out / "ratios.png", dpi=120)
+        plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny CI smoke run")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--out", default="benchmark-results")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--sections",
+        nargs="*",
+        default=["inference", "scaling", "train", "ecse", "accuracy"],
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="*",
+        type=int,
+        default=None,
+        help="water box sizes (192 1536 5184 12288); default: all but 12288, "
+        "192 with --quick",
+    )
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-script", dest="script", action="store_false")
+    parser.add_argument("--no-memory", dest="memory", action="store_false")
+    parser.add_argument("--train-repeats", type=int, default=1)
+    parser.add_argument("--train-structures-ethanol", type=int, default=200)
+    parser.add_argument("--train-structures-water", type=int, default=4)
+    parser.add_argument("--budget-s", type=float, default=None)
+    parser.add_argument("--accuracy-train", type=int, default=1000)
+    parser.add_argument("--accuracy-test", type=int, default=200)
+    parser.add_argument("--rotations", type=int, default=None)
+    parser.add_argument("--grid-orders", nargs="*", type=int, default=None)
+    parser.add_argument("--grid-batch", type=int, default=8)
+    parser.add_argument(
+        "--max-grid-evals",
+        type=int,
+        default=None,
+        help="skip grids with more evaluations per structure on the water box",
+    )
+    parser.add_argument(
+        "--scaling-sizes",
+        nargs="*",
+        type=int,
+        default=None,
+        help="water box sizes of the scaling section (small model)",
+    )
+    parser.add_argument(
+        "--ecse-water", action="store_true",
+        help="also run ECSE on the 192-atom water box (tens of GB of memory)",
+    )
+    parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--hypers-json", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.WARNING)
+    device = torch.device(args.device)
+    if args.memory_worker:
+        memory_worker(*args.memory_worker, device, json.loads(args.hypers_json))
+        return
+
+    quick = args.quick
+    # a small model, matched on both sides: for --quick, for the scaling section
+    # (up to 12288 atoms) and for ECSE (hundreds of evaluations per structure)
+    small = {"d_pet": 32, "d_head": 32, "d_feedforward": 64}
+    args.model_sizes = small if quick else {}
+    args.ecse_sizes = small
+    # ECSE with forces on the 192-atom box keeps the activations of every frame for
+    # the backward: it was OOM-killed at 24 GB on a 128-GB-shared machine
+    args.ecse_systems = ["ethanol"] + (["water192"] if args.ecse_water else [])
+    if args.scaling_sizes is None:
+        args.scaling_sizes = [] if quick else [192, 1536, 5184]
+    if args.sizes is None:
+        args.sizes = [192] if quick else [192, 1536]
+    if args.repeats is None:
+        args.repeats = 3 if quick else 5
+    if args.budget_s is None:
+        args.budget_s = 5.0 if quick else 600.0
+    if args.rotations is None:
+        args.rotations = 2 if quick else 8
+    if args.grid_orders is None:
+        args.grid_orders = [3] if quick else [3, 5, 7]
+    if args.max_grid_evals is None:
+        args.max_grid_evals = 0 if quick else 64
+    args.memory_systems = (
+        ["water192"] if quick else ["ethanol", "water192", "water1536"]
+    )
+
+    meta = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores (shared)",
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "device": args.device,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
+        "command": " ".join(["python", "benchmarks/run.py"] + sys.argv[1:]),
+    }
+    meta["hypers"] = {"main": args.model_sizes, "scaling_and_ecse": small}
+    start = time.perf_counter()
+    per_atom = None
+    out = Path(args.out)
+    if "inference" in args.sections:
+        per_atom = run_inference(args, device)
+        write_outputs(out, per_atom, None, meta)  # partial results, rewritten below
+    if "scaling" in args.sections and args.scaling_sizes:
+        scaling = run_inference(args, device, "scaling", args.scaling_sizes, small)
+    else:
+        scaling = None
+    write_outputs(out, per_atom, scaling, meta)
+    if "train" in args.sections:
+        run_training(args, device)
+        write_outputs(out, per_atom, scaling, meta)
+    if "ecse" in args.sections and device.type == "cpu":
+        run_ecse(args, device)
+        write_outputs(out, per_atom, scaling, meta)
+    if "accuracy" in args.sections:
+        run_accuracy(args, device)
+    meta["total_seconds"] = time.perf_counter() - start
+    write_outputs(out, per_atom, scaling, meta)
+    print(
+        f"wrote {args.out}/results.csv, results.md and plots "
+        f"({meta['total_seconds']:.0f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
