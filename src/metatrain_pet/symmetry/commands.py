@@ -1,0 +1,204 @@
+"""The ``average`` and ``symmetry-report`` sub-commands of ``metatrain-pet``."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+import ase.io
+from metatomic.torch import AtomisticModel, load_atomistic_model
+
+from .grid import grid_average, grid_evaluation_count
+from .random_rotation import random_rotation_average
+from .report import build_report, format_summary
+from .variants import validate_variant_name, with_symmetrized_variant
+
+DEFAULT_REPORT_ORDER = 5
+DEFAULT_CONVERGENCE_ORDERS = (1, 2, 3, 4)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``average`` and ``symmetry-report`` parsers to ``subparsers``."""
+    average = subparsers.add_parser(
+        "average",
+        help="rotationally average a model over a grid or random rotations",
+        description=(
+            "Export a model averaged over a Lebedev x in-plane grid of rotations "
+            "(--order, every rotation also taken with the inversion) or evaluated "
+            "with a new random rotation at each call (--random)."
+        ),
+    )
+    average.add_argument("model", type=Path, help="exported metatomic model (.pt)")
+    average.add_argument(
+        "-o", "--output", type=Path, required=True, help="where to save the result"
+    )
+    mode = average.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--order", type=int, help="degree of the averaging grid (0 to 131)"
+    )
+    mode.add_argument(
+        "--random",
+        action="store_true",
+        help="use a fresh random rotation at each evaluation",
+    )
+    average.add_argument(
+        "--seed", type=int, help="seed of the random rotations (with --random)"
+    )
+    average.add_argument(
+        "--no-inversion",
+        action="store_true",
+        help="sample proper rotations only (with --random)",
+    )
+    average.add_argument(
+        "--as-variant",
+        nargs="?",
+        const="symmetrized",
+        metavar="NAME",
+        help=(
+            "keep the raw 'energy' and add the averaged one as 'energy/NAME' "
+            "(default NAME: symmetrized)"
+        ),
+    )
+    average.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="rotated copies per model call in grid mode (default: 32)",
+    )
+    average.add_argument(
+        "--extensions",
+        type=Path,
+        help="directory with the model's TorchScript extensions",
+    )
+    average.set_defaults(func=run_average)
+
+    report = subparsers.add_parser(
+        "symmetry-report",
+        help="measure how far a model is from rotational invariance",
+        description=(
+            "Compare a model with its grid average (and ECSE with --ecse): energy "
+            "and force differences and, for isolated structures, the net torque."
+        ),
+    )
+    report.add_argument("model", type=Path, help="exported metatomic model (.pt)")
+    report.add_argument("structures", type=Path, help="structures readable by ASE")
+    report.add_argument(
+        "--order",
+        type=int,
+        default=DEFAULT_REPORT_ORDER,
+        help=f"degree of the reference grid (default: {DEFAULT_REPORT_ORDER})",
+    )
+    report.add_argument(
+        "--index",
+        default=":",
+        help="which structures of the file to use, in ASE syntax (default: all)",
+    )
+    report.add_argument(
+        "--ecse", action="store_true", help="also evaluate the ECSE-symmetrized model"
+    )
+    report.add_argument("--json", type=Path, help="write the full report as JSON")
+    report.add_argument(
+        "--plot", type=Path, help="write a PNG of the error against the grid order"
+    )
+    report.add_argument(
+        "--convergence-orders",
+        type=int,
+        nargs="+",
+        help=(
+            "coarser grid orders for the convergence study (default with --plot: "
+            "those of 1 2 3 4 below --order)"
+        ),
+    )
+    report.add_argument(
+        "--extensions",
+        type=Path,
+        help="directory with the model's TorchScript extensions",
+    )
+    report.set_defaults(func=run_symmetry_report)
+
+
+def load_model(path: Path, extensions: Optional[Path]) -> AtomisticModel:
+    """Load an exported model, naming the file when it does not exist."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model file '{path}' does not exist")
+    return load_atomistic_model(str(path), extensions_directory=extensions)
+
+
+def run_average(args: argparse.Namespace) -> None:
+    """Build and save the averaged model requested on the command line."""
+    if args.seed is not None and not args.random:
+        raise ValueError("--seed only applies to --random")
+    if args.no_inversion and not args.random:
+        raise ValueError(
+            "--no-inversion only applies to --random: metatomic's SymmetrizedModel "
+            "always averages over rotations and their inversions"
+        )
+    if args.as_variant is not None:
+        validate_variant_name(args.as_variant)
+
+    raw = load_model(args.model, args.extensions)
+    if args.random:
+        averaged = random_rotation_average(
+            raw, seed=args.seed, inversion=not args.no_inversion
+        )
+        description = "a new random rotation per evaluation"
+    else:
+        averaged = grid_average(raw, args.order, batch_size=args.batch_size)
+        description = (
+            f"order-{args.order} grid, {grid_evaluation_count(args.order)} "
+            "evaluations per structure"
+        )
+
+    if args.as_variant is not None:
+        averaged = with_symmetrized_variant(raw, averaged, variant=args.as_variant)
+        description += f", as 'energy/{args.as_variant}' next to the raw 'energy'"
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    averaged.save(str(args.output))
+    print(f"saved {args.output}: {description}")
+
+
+def load_ecse_model(raw: AtomisticModel) -> AtomisticModel:
+    """ECSE-symmetrize ``raw`` with :func:`metatrain_pet.ecse.symmetrize`."""
+    try:
+        from metatrain_pet.ecse import symmetrize
+    except ImportError as error:
+        raise RuntimeError(
+            "--ecse needs metatrain_pet.ecse.symmetrize, which is not available"
+        ) from error
+    return symmetrize(raw)
+
+
+def run_symmetry_report(args: argparse.Namespace) -> None:
+    """Evaluate the models, print the summary and write the JSON and PNG."""
+    if not args.structures.is_file():
+        raise FileNotFoundError(f"structure file '{args.structures}' does not exist")
+    structures = ase.io.read(args.structures, index=args.index)
+    if isinstance(structures, ase.Atoms):
+        structures = [structures]
+
+    convergence_orders = args.convergence_orders
+    if convergence_orders is None:
+        convergence_orders = []
+        if args.plot is not None:
+            convergence_orders = [
+                order for order in DEFAULT_CONVERGENCE_ORDERS if order < args.order
+            ]
+
+    raw = load_model(args.model, args.extensions)
+    ecse = load_ecse_model(raw) if args.ecse else None
+    report = build_report(raw, structures, args.order, ecse, convergence_orders)
+    report["model"] = str(args.model)
+    report["structures_file"] = str(args.structures)
+    print(format_summary(report))
+
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        from .plot import plot_convergence
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_convergence(report, args.plot)
+        print(f"wrote {args.plot}")
