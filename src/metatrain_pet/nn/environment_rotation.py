@@ -18,6 +18,8 @@ from typing import List
 import torch
 from metatensor.torch import Labels
 
+from ..rotations import quaternions_to_matrices
+
 
 def random_rotation_matrices(
     n: int, inversion: bool, dtype: torch.dtype, device: torch.device
@@ -29,24 +31,7 @@ def random_rotation_matrices(
     :return: tensor of shape ``(n, 3, 3)``
     """
     quaternions = torch.randn((n, 4), dtype=torch.float64, device=device)
-    quaternions = quaternions / torch.linalg.vector_norm(
-        quaternions, dim=1, keepdim=True
-    )
-    w, x, y, z = quaternions.unbind(1)
-    matrices = torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - w * z),
-            2 * (x * z + w * y),
-            2 * (x * y + w * z),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - w * x),
-            2 * (x * z - w * y),
-            2 * (y * z + w * x),
-            1 - 2 * (x * x + y * y),
-        ],
-        dim=1,
-    ).reshape(n, 3, 3)
+    matrices = quaternions_to_matrices(quaternions)
     if inversion:
         signs = torch.randint(0, 2, (n,), device=device) * 2 - 1
         matrices = matrices * signs.to(matrices.dtype).reshape(n, 1, 1)

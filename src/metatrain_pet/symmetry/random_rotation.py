@@ -24,27 +24,8 @@ from metatomic.torch import (
     register_autograd_neighbors,
 )
 
+from ..rotations import quaternions_to_matrices
 from .capabilities import declared_capabilities
-
-
-def quaternions_to_matrices(quaternions: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``(n, 3, 3)`` of the (not necessarily unit) quaternions."""
-    unit = quaternions / torch.linalg.norm(quaternions, dim=1, keepdim=True)
-    w, x, y, z = unit[:, 0], unit[:, 1], unit[:, 2], unit[:, 3]
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - w * z),
-            2 * (x * z + w * y),
-            2 * (x * y + w * z),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - w * x),
-            2 * (x * z - w * y),
-            2 * (y * z + w * x),
-            1 - 2 * (x * x + y * y),
-        ],
-        dim=1,
-    ).reshape(-1, 3, 3)
 
 
 def rotate_system(system: System, rotation: torch.Tensor) -> System:
