@@ -525,7 +525,8 @@ def main():
         help="water box sizes of the scaling section (small model)",
     )
     parser.add_argument(
-        "--ecse-water", action="store_true",
+        "--ecse-water",
+        action="store_true",
         help="also run ECSE on the 192-atom water box (tens of GB of memory)",
     )
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
