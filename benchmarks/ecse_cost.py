@@ -17,13 +17,11 @@ import ase.io
 import numpy as np
 import torch
 from metatomic.torch import ModelEvaluationOptions, ModelOutput, System
-from metatrain.utils.architectures import get_default_hypers, import_architecture
-from metatrain.utils.data import DatasetInfo
-from metatrain.utils.data.target_info import get_energy_target_info
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 from scipy.spatial.transform import Rotation
 
 from metatrain_pet.ecse import symmetrize
+from metatrain_pet.untrained import untrained_energy_model
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data"
 SETTINGS = {
@@ -35,19 +33,15 @@ SETTINGS = {
 
 
 def pet_model(d_pet: int, d_feedforward: int, num_heads: int, cutoff: float):
-    hypers = get_default_hypers("pet")["model"]
-    hypers["d_pet"] = d_pet
-    hypers["d_feedforward"] = d_feedforward
-    hypers["num_heads"] = num_heads
-    hypers["cutoff"] = cutoff
-    dataset_info = DatasetInfo(
-        length_unit="angstrom",
+    model = untrained_energy_model(
+        "pet",
         atomic_types=[1, 6, 7, 8],
-        targets={"energy": get_energy_target_info("energy", {"unit": "eV"})},
+        d_pet=d_pet,
+        d_feedforward=d_feedforward,
+        num_heads=num_heads,
+        cutoff=cutoff,
     )
-    torch.manual_seed(0)
-    model = import_architecture("pet").__model__(hypers, dataset_info)
-    return model.to(torch.float64).export()
+    return model.export()
 
 
 def energy_and_forces(model, atoms, outputs=("energy",)):

@@ -86,6 +86,13 @@ def step(model, system: System) -> torch.Tensor:
     return -torch.autograd.grad(total, positions)[0]
 
 
+def energy_step(model, system: System) -> torch.Tensor:
+    """One energy evaluation without autograd; returns the energy."""
+    with torch.no_grad():
+        energy = model([system], OPTIONS, check_consistency=False)["energy"]
+    return energy.block().values.sum()
+
+
 def interleaved_times(
     models: Dict, systems: Dict, repeats: int, warmup: int = 2, clock=time.perf_counter
 ) -> Dict[str, List[float]]:

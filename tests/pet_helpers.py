@@ -8,17 +8,17 @@ import ase
 import torch
 from metatomic.torch import ModelOutput, System, systems_to_torch
 from metatrain.utils.architectures import get_default_hypers
-from metatrain.utils.data import DatasetInfo
-from metatrain.utils.data.target_info import get_energy_target_info
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
+from metatrain_pet import ARCHITECTURE_NAME
 from metatrain_pet.model import PET
+from metatrain_pet.untrained import untrained_energy_model
 
 DATA = Path(__file__).parent / "data"
 
 
 def tiny_hypers(**overrides) -> dict:
-    hypers = copy.deepcopy(get_default_hypers("experimental.pet_ecse")["model"])
+    hypers = copy.deepcopy(get_default_hypers(ARCHITECTURE_NAME)["model"])
     hypers.update(
         d_pet=16,
         d_feedforward=32,
@@ -37,17 +37,9 @@ def energy_model(
     atomic_types: List[int], dtype=torch.float64, seed: int = 0, **overrides
 ) -> PET:
     """An untrained PET predicting an energy in eV, in evaluation mode."""
-    torch.manual_seed(seed)
-    info = DatasetInfo(
-        length_unit="Angstrom",
-        atomic_types=atomic_types,
-        targets={
-            "energy": get_energy_target_info(
-                "energy", {"quantity": "energy", "unit": "eV"}
-            )
-        },
+    return untrained_energy_model(
+        ARCHITECTURE_NAME, atomic_types, dtype, seed, **tiny_hypers(**overrides)
     )
-    return PET(tiny_hypers(**overrides), info).to(dtype).eval()
 
 
 def system_from_atoms(model: PET, atoms: ase.Atoms, dtype=torch.float64) -> System:

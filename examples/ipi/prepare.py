@@ -10,36 +10,10 @@ import sys
 from pathlib import Path
 
 import ase.io
-import torch
-from metatrain.utils.architectures import get_default_hypers, import_architecture
-from metatrain.utils.data import DatasetInfo
-from metatrain.utils.data.target_info import get_energy_target_info
+
+from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def tiny_untrained_model():
-    hypers = get_default_hypers("experimental.pet_ecse")["model"]
-    hypers.update(
-        d_pet=8,
-        d_head=8,
-        d_feedforward=8,
-        num_heads=1,
-        num_attention_layers=1,
-        num_gnn_layers=1,
-    )
-    dataset_info = DatasetInfo(
-        length_unit="Angstrom",
-        atomic_types=[1, 6, 8],
-        targets={
-            "energy": get_energy_target_info(
-                "energy", {"quantity": "energy", "unit": "eV"}
-            )
-        },
-    )
-    torch.manual_seed(0)
-    model_class = import_architecture("experimental.pet_ecse").__model__
-    return model_class(hypers, dataset_info).to(torch.float64).export()
 
 
 def main():
@@ -49,7 +23,7 @@ def main():
     if len(sys.argv) > 1:
         shutil.copyfile(sys.argv[1], "model.pt")
     else:
-        tiny_untrained_model().save("model.pt")
+        untrained_energy_model(**TINY_SIZES).export().save("model.pt")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,22 @@ def test_inversion_gives_o3_symmetry(toy_model):
     check_exact(o3, toy_model, atoms, 5, 1e-12)
 
 
+@pytest.mark.parametrize("wrapped", ["toy_model", "pet_model"])
+def test_inversion_gives_exact_improper_covariance(request, wrapped):
+    """With ``inversion=True``, every output is exactly covariant under improper
+    rotations (a rotation times the inversion), for the toy model's vector and
+    rank-2 outputs as for metatrain's PET."""
+    model = request.getfixturevalue(wrapped)
+    outputs = ALL_OUTPUTS if wrapped == "toy_model" else ("energy",)
+    improper = -random_rotations(4, seed=3)
+    errors = covariance_errors(
+        symmetrize(model, inversion=True), ethanol(), improper, outputs=outputs
+    )
+    assert max(errors.values()) <= 1e-12, errors
+    so3_errors = covariance_errors(symmetrize(model), ethanol(), improper)
+    assert so3_errors["energy"] > 1e-6, so3_errors
+
+
 def test_extra_rotations_keep_exactness(toy_model):
     model = symmetrize(toy_model, preset="tight", num_extra_rotations=3)
     errors = check_exact(model, toy_model, ethanol(), 5, 1e-12, outputs=ALL_OUTPUTS)

@@ -14,19 +14,13 @@ import ase.io
 import pytest
 import torch
 
+from metatrain_pet.untrained import TINY_SIZES
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 ATOMIC_TYPES = [1, 6, 8]
 
-TINY_HYPERS = {
-    "d_pet": 8,
-    "d_head": 8,
-    "d_node": 8,
-    "d_feedforward": 8,
-    "num_heads": 1,
-    "num_attention_layers": 1,
-    "num_gnn_layers": 1,
-}
+TINY_HYPERS = {**TINY_SIZES, "d_node": 8}
 """Sizes that make a model cheap enough for MD on two CPU cores; only the keys an
 architecture knows are applied."""
 
@@ -44,25 +38,16 @@ PRIMARY_FAMILY = "pet_ecse"
 
 
 def _build_model(family: str, dtype: torch.dtype):
-    from metatrain.utils.architectures import get_default_hypers, import_architecture
-    from metatrain.utils.data import DatasetInfo
-    from metatrain.utils.data.target_info import get_energy_target_info
+    from metatrain.utils.architectures import get_default_hypers
+
+    from metatrain_pet.untrained import untrained_energy_model
 
     architecture = MODEL_FAMILIES[family]
-    hypers = get_default_hypers(architecture)["model"]
-    hypers.update({key: value for key, value in TINY_HYPERS.items() if key in hypers})
-    dataset_info = DatasetInfo(
-        length_unit="Angstrom",
-        atomic_types=ATOMIC_TYPES,
-        targets={
-            "energy": get_energy_target_info(
-                "energy", {"quantity": "energy", "unit": "eV"}
-            )
-        },
-    )
-    torch.manual_seed(0)
-    model_class = import_architecture(architecture).__model__
-    return model_class(hypers, dataset_info).to(dtype).export()
+    known = get_default_hypers(architecture)["model"]
+    hypers = {key: value for key, value in TINY_HYPERS.items() if key in known}
+    return untrained_energy_model(
+        architecture, ATOMIC_TYPES, dtype=dtype, **hypers
+    ).export()
 
 
 def _save_symmetrized(model, path):

@@ -11,9 +11,8 @@ import ase.io
 import pytest
 import torch
 from metatomic.torch import AtomisticModel, load_atomistic_model
-from metatrain.utils.architectures import get_default_hypers, import_architecture
-from metatrain.utils.data import DatasetInfo
-from metatrain.utils.data.target_info import get_energy_target_info
+
+from metatrain_pet.untrained import untrained_energy_model
 
 DATA_DIRECTORY = Path(__file__).resolve().parents[1] / "data"
 ETHANOL_PATH = DATA_DIRECTORY / "ethanol_40.xyz"
@@ -32,20 +31,9 @@ TINY_PET_HYPERS = {
 
 def build_untrained_pet(dtype: torch.dtype = torch.float64, seed: int = 0):
     """Export a tiny, randomly initialised PET predicting energies of H/C/O."""
-    torch.manual_seed(seed)
-    hypers = get_default_hypers("pet")["model"]
-    hypers.update(TINY_PET_HYPERS)
-    dataset_info = DatasetInfo(
-        length_unit="Angstrom",
-        atomic_types=[1, 6, 8],
-        targets={
-            "energy": get_energy_target_info(
-                "energy", {"quantity": "energy", "unit": "eV"}
-            )
-        },
-    )
-    model = import_architecture("pet").__model__(hypers, dataset_info)
-    return model.to(dtype).eval().export()
+    return untrained_energy_model(
+        "pet", dtype=dtype, seed=seed, **TINY_PET_HYPERS
+    ).export()
 
 
 @pytest.fixture(autouse=True)

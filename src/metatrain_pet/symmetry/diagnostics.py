@@ -30,18 +30,25 @@ from vesin.metatomic import neighbor_lists_for_model
 
 @dataclass
 class EnergyAndForces:
-    """Energy (eV) and forces (eV/Å) predicted for one structure."""
+    """Energy (eV) and forces (eV/Å, ``None`` when not computed) predicted for
+    one structure."""
 
     energy: float
-    forces: np.ndarray
+    forces: Optional[np.ndarray]
 
 
 def predict(
-    model: AtomisticModel, structures: Sequence[ase.Atoms], batch_size: int = 32
+    model: AtomisticModel,
+    structures: Sequence[ase.Atoms],
+    batch_size: int = 32,
+    forces: bool = True,
 ) -> List[EnergyAndForces]:
     """Energies and conservative forces (``-dE/dr`` through autograd).
 
-    Structures are evaluated ``batch_size`` at a time in one model call.
+    Structures are evaluated ``batch_size`` at a time in one model call. With
+    ``forces=False`` only energies are computed, without an autograd graph: a
+    symmetrized model then needs memory for one of its evaluations at a time instead
+    of all of them.
     """
     if "energy" not in model.capabilities().outputs:
         raise ValueError("the model does not declare an 'energy' output")
@@ -56,12 +63,19 @@ def predict(
         systems = systems_to_torch(
             list(structures[start : start + batch_size]),
             dtype=dtype,
-            positions_requires_grad=True,
+            positions_requires_grad=forces,
         )
         for calculator in calculators:
             calculator.add_neighbor_list(systems)
-        energies = model(systems, options, check_consistency=False)["energy"]
+        with torch.set_grad_enabled(forces):
+            energies = model(systems, options, check_consistency=False)["energy"]
         energies = energies.block().values.reshape(-1)
+        if not forces:
+            predictions.extend(
+                EnergyAndForces(energy=float(energy), forces=None)
+                for energy in energies
+            )
+            continue
         gradients = torch.autograd.grad(
             energies.sum(), [system.positions for system in systems]
         )
@@ -116,7 +130,8 @@ class SymmetryErrors:
 
     ``energy`` is the standard deviation (eV) of the energy; ``forces`` the RMS
     deviation (eV/Å) of the back-rotated forces ``R^T F(R A)`` from their mean, i.e.
-    the violation of ``F(R A) = R F(A)``. Both vanish for an invariant model.
+    the violation of ``F(R A) = R F(A)``, NaN when forces were not computed. Both
+    vanish for an invariant model.
     """
 
     energy: float
@@ -128,11 +143,15 @@ def symmetry_errors(
     atoms: ase.Atoms,
     rotations: np.ndarray,
     batch_size: int = 32,
+    forces: bool = True,
 ) -> SymmetryErrors:
-    """Evaluate ``atoms`` rotated by each of ``rotations`` and measure the spread."""
+    """Evaluate ``atoms`` rotated by each of ``rotations`` and measure the spread
+    (of the energy only with ``forces=False``)."""
     copies = [rotated(atoms, matrix) for matrix in rotations]
-    predictions = predict(model, copies, batch_size=batch_size)
+    predictions = predict(model, copies, batch_size=batch_size, forces=forces)
     energies = np.array([prediction.energy for prediction in predictions])
+    if not forces:
+        return SymmetryErrors(energy=float(np.std(energies)), forces=float("nan"))
     back_rotated = np.stack(
         [
             prediction.forces @ matrix
