@@ -86,6 +86,17 @@ def step(model, system: System) -> torch.Tensor:
     return -torch.autograd.grad(total, positions)[0]
 
 
+def ecse_settings(atoms) -> Dict[str, str]:
+    """ECSE settings of the benchmarks for ``atoms``. A molecule: one pool of frames
+    for the structure (App. F.10), loose preset. A periodic box: every atom's
+    environment in its own frames, tight preset (a few frames per atom); a global
+    pool would hold the frames of all environments, each needing an evaluation of
+    the whole box."""
+    if bool(atoms.pbc.any()):
+        return {"mode": "per_atom", "preset": "tight"}
+    return {"mode": "global", "preset": "loose"}
+
+
 def energy_step(model, system: System) -> torch.Tensor:
     """One energy evaluation without autograd; returns the energy."""
     with torch.no_grad():

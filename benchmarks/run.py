@@ -255,22 +255,6 @@ def run_training(args, device):
 
 
 # -------------------------------------------------------------------------- ECSE
-ECSE_SETTINGS = {
-    "ethanol": {"mode": "global"},
-    "water192": {"mode": "per_atom", "preset": "tight"},
-}
-"""ECSE of a molecule: one pool of frames for the structure (App. F.10), loose
-preset. ECSE of the periodic box: every atom's environment in its own frames, with
-the tight preset (a few frames per atom); a global pool would hold the frames of all
-192 environments, each needing an evaluation of the whole box."""
-
-ENERGY_ONLY = {"ethanol": False, "water192": True}
-"""Systems on which ECSE and the grids are timed and compared on energies alone,
-without autograd: with forces, the graphs of the ~600 environment evaluations of ECSE
-(or of the hundreds of rotated boxes of a grid) need more than the 24 GB of the
-benchmark machine."""
-
-
 def run_ecse(args, device):
     try:
         from metatrain_pet.ecse import symmetrize
@@ -290,11 +274,14 @@ def run_ecse(args, device):
     summary = {}
     for label in args.ecse_systems:
         atoms = systems[label]
-        ecse = symmetrize(raw, **ECSE_SETTINGS[label])
+        ecse = symmetrize(raw, **inference.ecse_settings(atoms))
         system = inference.prepare(raw, atoms, dtype)
         ecse_system = inference.prepare(ecse, atoms, dtype)
         repeats = args.repeats if label == "ethanol" else 1
-        energy_only = ENERGY_ONLY[label]
+        # on a periodic box, ECSE and the grids are timed and compared on energies
+        # alone: with forces, the graphs of the ~600 environment evaluations of ECSE
+        # (or of hundreds of rotated boxes for a grid) need more than 24 GB
+        energy_only = bool(atoms.pbc.any())
         step = inference.energy_step if energy_only else inference.step
         name = f"ecse/{label}/energy_only" if energy_only else f"ecse/{label}"
         wall, cpu = _interleaved(

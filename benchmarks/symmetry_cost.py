@@ -24,10 +24,10 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import ase.io
 import torch
+from inference import ecse_settings
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
 from metatrain_pet.symmetry.diagnostics import (
@@ -60,24 +60,21 @@ def build_untrained_pet(dtype: torch.dtype) -> AtomisticModel:
     return untrained_energy_model("pet", dtype=dtype, **BENCHMARK_HYPERS).export()
 
 
-def symmetrized_models(raw: AtomisticModel, orders, ecse_mode: Optional[str]):
-    """(label, model, evaluations per structure) for every model to compare.
-
-    ECSE is built in ``ecse_mode`` (``global`` for a molecule, ``per_atom`` with the
-    tight preset for a periodic box, where no global frame exists), or left out
-    when ``ecse_mode`` is None."""
+def symmetrized_models(raw: AtomisticModel, orders, atoms, with_ecse: bool):
+    """(label, model, evaluations per structure) for every model to compare on
+    ``atoms``; ECSE with the settings of :func:`inference.ecse_settings`."""
     models = [("raw", raw, 1)]
     for order in orders:
         models.append(
             (f"grid L={order}", grid_average(raw, order), grid_evaluation_count(order))
         )
     models.append(("random", random_rotation_average(raw, seed=0), 1))
-    if ecse_mode is not None:
+    if with_ecse:
         from metatrain_pet.ecse import symmetrize
 
-        preset = "loose" if ecse_mode == "global" else "tight"
-        label = f"ECSE ({ecse_mode}, {preset})"
-        models.append((label, symmetrize(raw, preset=preset, mode=ecse_mode), None))
+        settings = ecse_settings(atoms)
+        label = f"ECSE ({settings['mode']}, {settings['preset']})"
+        models.append((label, symmetrize(raw, **settings), None))
     return models
 
 
@@ -120,22 +117,15 @@ def main():
     else:
         raw = build_untrained_pet(getattr(torch, args.dtype))
     datasets = [
-        ("ethanol", DATA_DIRECTORY / "ethanol_40.xyz", args.rotations, "global"),
-        (
-            "water (192 atoms)",
-            DATA_DIRECTORY / "water64_2.xyz",
-            args.water_rotations,
-            "per_atom",
-        ),
+        ("ethanol", DATA_DIRECTORY / "ethanol_40.xyz", args.rotations),
+        ("water (192 atoms)", DATA_DIRECTORY / "water64_2.xyz", args.water_rotations),
     ]
     rows = []
-    for dataset, path, n_rotations, ecse_mode in datasets:
+    for dataset, path, n_rotations in datasets:
         atoms = ase.io.read(path, index=0)
         periodic = bool(atoms.pbc.any())
         rotations = random_orthogonal_matrices(n_rotations, seed=42, inversion=False)
-        models = symmetrized_models(
-            raw, args.orders, None if args.no_ecse else ecse_mode
-        )
+        models = symmetrized_models(raw, args.orders, atoms, not args.no_ecse)
         raw_cpu = {}
         for label, model, evaluations in models:
             forces = not periodic or (
