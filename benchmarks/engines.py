@@ -55,9 +55,9 @@ def drift_and_error(total_energies, n_atoms, timestep_fs):
     return drift, error
 
 
-def run_ase(model_path, atoms, steps, timestep_fs, device):
+def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0):
     atoms.calc = MetatomicCalculator(str(model_path), device=device)
-    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(seed))
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     dynamics.run(WARMUP_STEPS)

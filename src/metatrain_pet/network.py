@@ -21,6 +21,7 @@ from .nn.environment_rotation import (
     rotate_to_laboratory_frame,
 )
 from .nn.pet import PETBackbone
+from .nn.receptive_field import atoms_needed_per_block
 
 
 class TargetLayout(torch.nn.Module):
@@ -238,6 +239,14 @@ class PETNetwork(torch.nn.Module):
         else:
             geometry = edge_vectors
 
+        needed_atoms: List[torch.Tensor] = []
+        if selected_atoms is not None:
+            selected = _selected_mask(selected_atoms, systems, n_atoms, device)
+            if not bool(selected.all()):
+                needed_atoms = atoms_needed_per_block(
+                    selected, centers, neighbors, len(self.backbone.blocks)
+                )
+
         targets: List[str] = []
         last_layer_targets: List[str] = []
         for name in self.layouts.keys():
@@ -258,6 +267,7 @@ class PETNetwork(torch.nn.Module):
             targets,
             last_layer_targets,
             "feature" in outputs,
+            needed_atoms,
         )
 
         if environment_rotations is not None:
@@ -308,6 +318,18 @@ class PETNetwork(torch.nn.Module):
 def last_layer_features_name(target: str) -> str:
     """Name of the output holding the last-layer features of ``target``."""
     return "mtt::aux::" + target.replace("mtt::", "") + "_last_layer_features"
+
+
+def _selected_mask(
+    selected_atoms: Labels, systems: List[System], n_atoms: int, device: torch.device
+) -> torch.Tensor:
+    """Boolean mask over the atoms of the batch of metatomic's ``selected_atoms``."""
+    sizes = torch.tensor([len(system) for system in systems], device=device)
+    offsets = torch.cumsum(sizes, 0) - sizes
+    values = selected_atoms.values.to(device=device, dtype=torch.long)
+    selected = torch.zeros(n_atoms, dtype=torch.bool, device=device)
+    selected[offsets[values[:, 0]] + values[:, 1]] = True
+    return selected
 
 
 def _features_tensor_map(values: torch.Tensor, samples: Labels) -> TensorMap:

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .block import MessagePassingBlock, ReadoutHead
+from .receptive_field import AtomSubset, take_rows
 
 
 class TargetReadout(torch.nn.Module):
@@ -115,6 +116,7 @@ class PETBackbone(torch.nn.Module):
         targets: List[str],
         last_layer_targets: List[str],
         compute_features: bool,
+        needed_atoms: List[torch.Tensor],
     ) -> Tuple[
         Dict[str, torch.Tensor], Dict[str, torch.Tensor], Optional[torch.Tensor]
     ]:
@@ -130,35 +132,59 @@ class PETBackbone(torch.nn.Module):
         :param targets: targets to predict
         :param last_layer_targets: targets whose last-layer features are wanted
         :param compute_features: whether to return the per-atom features
+        :param needed_atoms: per block, the atoms it must process (from
+            :func:`~metatrain_pet.nn.receptive_field.atoms_needed_per_block`); empty
+            for all atoms. The outputs are then only meaningful for the atoms of the
+            last block (zeros elsewhere).
         :return: per-atom predictions ``(n_atoms, n_outputs)`` per target, per-atom
             last-layer features per target, and the per-atom features (central token
             and cutoff-weighted sum of the edge tokens of the last block)
         """
+        n_atoms = center_species.shape[0]
+        subsets: List[AtomSubset] = []
+        for k in range(len(self.blocks)):
+            atoms: Optional[torch.Tensor] = None
+            if len(needed_atoms) > 0:
+                atoms = needed_atoms[k]
+            subsets.append(AtomSubset(atoms, centers, n_atoms))
+
         central_tokens: List[torch.Tensor] = []
         edge_tokens: List[torch.Tensor] = []
         messages: Optional[torch.Tensor] = None
-        for block in self.blocks:
+        for k, block in enumerate(self.blocks):
+            subset = subsets[k]
             central, edges = block(
-                geometry,
+                take_rows(geometry, subset.edges),
                 messages,
-                center_species,
-                neighbor_species,
-                centers,
-                slots,
-                token_weights,
+                take_rows(center_species, subset.atoms),
+                take_rows(neighbor_species, subset.edges),
+                subset.centers,
+                take_rows(slots, subset.edges),
+                take_rows(token_weights, subset.atoms),
             )
             central_tokens.append(central)
             edge_tokens.append(edges)
-            if messages is None:
-                if self.species_as_first_message:
-                    messages = (
-                        block.neighbor_embedding(neighbor_species) + edges[reverse]
-                    )
+            if k + 1 < len(subsets):
+                next_edges = subsets[k + 1].edges
+                reversed_rows = subset.local_edges(take_rows(reverse, next_edges))
+                incoming = take_rows(edges, reversed_rows)
+                if messages is None:
+                    if self.species_as_first_message:
+                        messages = (
+                            block.neighbor_embedding(
+                                take_rows(neighbor_species, next_edges)
+                            )
+                            + incoming
+                        )
+                    else:
+                        messages = incoming
                 else:
-                    messages = edges[reverse]
-            else:
-                messages = messages + edges[reverse]
+                    messages = (
+                        take_rows(messages, subset.local_edges(next_edges)) + incoming
+                    )
 
+        output_atoms = subsets[-1]
+        output_cutoffs = take_rows(edge_cutoffs, output_atoms.edges)
         predictions: Dict[str, torch.Tensor] = {}
         last_layer_parts: Dict[str, List[torch.Tensor]] = {}
         for k, readouts in enumerate(self.readouts):
@@ -167,7 +193,15 @@ class PETBackbone(torch.nn.Module):
                 wanted_last_layer = name in last_layer_targets
                 if wanted or wanted_last_layer:
                     central, bonds = readout.last_layer_features(
-                        central_tokens[k], edge_tokens[k], edge_cutoffs, centers
+                        take_rows(
+                            central_tokens[k],
+                            subsets[k].local_atoms(output_atoms.atoms),
+                        ),
+                        take_rows(
+                            edge_tokens[k], subsets[k].local_edges(output_atoms.edges)
+                        ),
+                        output_cutoffs,
+                        output_atoms.centers,
                     )
                     if wanted:
                         contribution = readout.predict(central, bonds)
@@ -181,14 +215,22 @@ class PETBackbone(torch.nn.Module):
                         last_layer_parts[name].append(central)
                         last_layer_parts[name].append(bonds)
 
+        for name in list(predictions.keys()):
+            predictions[name] = output_atoms.scatter_atoms(predictions[name])
         last_layer_features: Dict[str, torch.Tensor] = {}
         for name, parts in last_layer_parts.items():
-            last_layer_features[name] = torch.cat(parts, dim=1)
+            last_layer_features[name] = output_atoms.scatter_atoms(
+                torch.cat(parts, dim=1)
+            )
 
         features: Optional[torch.Tensor] = None
         if compute_features:
             last_central = central_tokens[-1]
-            weighted = edge_tokens[-1] * edge_cutoffs.unsqueeze(1)
-            summed = torch.zeros_like(last_central).index_add(0, centers, weighted)
-            features = torch.cat([last_central, summed], dim=1)
+            weighted = edge_tokens[-1] * output_cutoffs.unsqueeze(1)
+            summed = torch.zeros_like(last_central).index_add(
+                0, output_atoms.centers, weighted
+            )
+            features = output_atoms.scatter_atoms(
+                torch.cat([last_central, summed], dim=1)
+            )
         return predictions, last_layer_features, features

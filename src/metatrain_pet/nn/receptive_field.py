@@ -1,0 +1,107 @@
+"""Which atoms each message-passing block must process when only some atoms'
+predictions are wanted (metatomic's ``selected_atoms``).
+
+Every block predicts from its own output tokens (the per-block heads of App. A,
+summed), and the input messages of block k + 1 for the edges of atom i are the
+block-k output tokens of the reversed edges, i.e. of the environments of i's
+neighbours. Going backwards from the last block, the atoms a block needs are
+therefore the selected atoms plus every neighbour of an atom the next block needs.
+An atom outside these sets cannot change a selected atom's prediction, so skipping
+it changes nothing but the cost: this is what makes a cut-out environment (the
+``per_atom`` mode of ECSE, or the ghost atoms of a domain-decomposed engine) cost
+about one environment rather than one per atom it contains.
+"""
+
+from typing import List, Optional
+
+import torch
+
+
+def atoms_needed_per_block(
+    selected: torch.Tensor,
+    centers: torch.Tensor,
+    neighbors: torch.Tensor,
+    num_blocks: int,
+) -> List[torch.Tensor]:
+    """Indices (sorted) of the atoms whose environments each block must process.
+
+    :param selected: boolean mask of the atoms whose predictions are wanted
+    :param centers: central atom of every edge
+    :param neighbors: neighbour atom of every edge
+    :param num_blocks: number of message-passing blocks
+    :return: one tensor of atom indices per block, first block first
+    """
+    needed = selected.clone()
+    per_block: List[torch.Tensor] = [torch.nonzero(needed).flatten()]
+    for _ in range(num_blocks - 1):
+        needed = needed.index_fill(0, centers[needed[neighbors]], True)
+        per_block.insert(0, torch.nonzero(needed).flatten())
+    return per_block
+
+
+def take_rows(values: torch.Tensor, rows: Optional[torch.Tensor]) -> torch.Tensor:
+    """``values[rows]``, or ``values`` itself when ``rows`` is None (all rows)."""
+    if rows is None:
+        return values
+    return values[rows]
+
+
+class AtomSubset:
+    """Some atoms and their edges, numbered compactly (edges stay sorted by
+    centre). ``atoms=None`` stands for all atoms, with no renumbering at all.
+
+    :param atoms: sorted indices of the atoms, or None for all of them
+    :param centers: central atom of every edge (sorted)
+    :param n_atoms: number of atoms in the batch
+    """
+
+    def __init__(
+        self, atoms: Optional[torch.Tensor], centers: torch.Tensor, n_atoms: int
+    ):
+        edges: Optional[torch.Tensor] = None
+        atom_position: Optional[torch.Tensor] = None
+        edge_position: Optional[torch.Tensor] = None
+        subset_centers = centers
+        if atoms is not None:
+            device = centers.device
+            is_member = torch.zeros(n_atoms, dtype=torch.bool, device=device)
+            is_member[atoms] = True
+            positions = torch.cumsum(is_member.to(torch.long), 0) - 1
+            member_edges = torch.nonzero(is_member[centers]).flatten()
+            edge_rows = torch.full_like(centers, -1)
+            edge_rows[member_edges] = torch.arange(member_edges.shape[0], device=device)
+            subset_centers = positions[centers[member_edges]]
+            edges = member_edges
+            atom_position = positions
+            edge_position = edge_rows
+        self.atoms = atoms
+        self.edges = edges
+        self.centers = subset_centers
+        self.atom_position = atom_position
+        self.edge_position = edge_position
+
+    def local_atoms(self, atoms: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Rows, in this subset's numbering, of some of its atoms (None: all
+        atoms, which must then be this subset's too)."""
+        position = self.atom_position
+        if position is None or atoms is None:
+            return atoms
+        return position[atoms]
+
+    def local_edges(self, edges: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Rows, in this subset's numbering, of some of its edges (None: all)."""
+        position = self.edge_position
+        if position is None or edges is None:
+            return edges
+        return position[edges]
+
+    def scatter_atoms(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-atom values of the subset into a tensor over all atoms (zeros
+        elsewhere)."""
+        atoms = self.atoms
+        position = self.atom_position
+        if atoms is None or position is None:
+            return values
+        shape = [position.shape[0]] + list(values.shape[1:])
+        full = torch.zeros(shape, dtype=values.dtype, device=values.device)
+        return full.index_copy(0, atoms, values)
