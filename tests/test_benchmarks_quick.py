@@ -1,5 +1,6 @@
-"""``benchmarks/run.py --quick`` as a smoke test: it runs from the repository alone
-and writes its tables and plots. No assertion on timings (the machine is shared)."""
+"""``benchmarks/run.py --quick`` and a few steps of ``benchmarks/engines.py`` as smoke
+tests: they run from the repository alone and write their tables. No assertion on
+timings (the machine is shared)."""
 
 import csv
 import re
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,3 +39,50 @@ def test_quick_benchmark_runs_and_writes_its_tables(tmp_path):
     assert {row["name"] for row in rows} == set(lines)
     assert (tmp_path / "results.md").stat().st_size > 0
     assert list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.slow
+def test_engines_benchmark_summarises_several_seeds(tmp_path):
+    model_path = tmp_path / "model.pt"
+    untrained_energy_model(**TINY_SIZES).export().save(str(model_path))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "engines.py"),
+            str(model_path),
+            "--steps",
+            "4",
+            "--systems",
+            "ethanol",
+            "--ecse-systems",
+            "ethanol",
+            "--engines",
+            "ase",
+            "--seeds",
+            "0",
+            "1",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for variant in ("raw", "ecse"):
+        rows = re.findall(
+            rf"^ase\s+{variant}\s+ethanol\s+4\s+(\d)\s+(\S+)\s+(\S+)\s+(\S+)$",
+            result.stdout,
+            re.M,
+        )
+        assert [row[0] for row in rows] == ["0", "1"]
+        assert all(float(row[2]) > 0.0 for row in rows)
+        summary = re.search(
+            rf"^ase\s+{variant}\s+ethanol\s+4\s+all mean (\S+) ± (\S+), RMS (\S+)",
+            result.stdout,
+            re.M,
+        )
+        drifts = [float(row[1]) for row in rows]
+        assert float(summary.group(1)) == pytest.approx(sum(drifts) / 2, rel=1e-3)
+        rms = (sum(d**2 for d in drifts) / 2) ** 0.5
+        assert float(summary.group(3)) == pytest.approx(rms, rel=1e-3)
