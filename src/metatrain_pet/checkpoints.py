@@ -8,7 +8,13 @@ and store a reference checkpoint of the new version in ``tests/checkpoints/``.
 
 from typing import Any, Callable, Dict
 
-MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {}
+
+def model_update_v1_v2(checkpoint: Dict[str, Any]) -> None:
+    """Version 2 adds the ECSE parameter ``frame_types`` (all types, as before)."""
+    checkpoint["model_data"]["model_hypers"]["ecse"]["frame_types"] = []
+
+
+MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {1: model_update_v1_v2}
 """Model upgrade functions, keyed by the version they upgrade from."""
 
 TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {}

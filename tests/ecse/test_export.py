@@ -103,6 +103,15 @@ def test_cli_end_to_end(toy_model, aux_model, tmp_path):
     assert main(["ecse", raw, "-o", output, "--fallback", "aux"]) == 1
     assert main(["ecse", raw, "-o", output, "--fallback", "adaptive"]) == 0
 
+    assert main(["ecse", raw, "-o", output, "--frame-types", "6", "8"]) == 0
+    heavy_frames = evaluate(
+        load_atomistic_model(output), ethanol(), ("mtt::aux::ecse_num_frames",)
+    )["mtt::aux::ecse_num_frames"][0]
+    all_frames = evaluate(
+        symmetrize(toy_model), ethanol(), ("mtt::aux::ecse_num_frames",)
+    )["mtt::aux::ecse_num_frames"][0]
+    assert 0 < heavy_frames < all_frames
+
 
 def test_wrapper_around_a_plain_module_is_scriptable(toy_model):
     """The form the PET architecture uses: ECSEModel(module, hypers_dict)."""

@@ -147,6 +147,27 @@ def test_periodic_water_box(toy_model):
     check_exact(model, toy_model, atoms, 3, 1e-12, stress=True)
 
 
+@pytest.mark.parametrize("mode", ["global", "per_atom"])
+def test_frames_from_chosen_types_only(toy_model, mode):
+    """App. F.5: frames from the C and O neighbours of ethanol alone. Still exact,
+    with fewer frames; with a type ethanol lacks (N), no frame: the clear error."""
+    model = symmetrize(toy_model, mode=mode, frame_types=[6, 8])
+    check_exact(model, toy_model, ethanol(), 3, 1e-12, outputs=ALL_OUTPUTS)
+    name = "mtt::aux::ecse_num_frames"
+    heavy = evaluate(model, ethanol(), (name,))[name][0]
+    every = evaluate(symmetrize(toy_model, mode=mode), ethanol(), (name,))[name][0]
+    assert 0 < heavy < every
+
+    nitrogen = symmetrize(toy_model, mode=mode, frame_types=[7])
+    with pytest.raises(ValueError, match="non-collinear neighbours"):
+        evaluate(nitrogen, ethanol(), ("energy",))
+
+
+def test_frame_types_must_be_atomic_numbers(toy_model):
+    with pytest.raises(ValueError, match="frame_types"):
+        symmetrize(toy_model, frame_types="O")
+
+
 def test_metatrain_pet_is_exactly_equivariant(pet_model):
     model = symmetrize(pet_model)
     check_exact(model, pet_model, ethanol(), 10, 1e-12)

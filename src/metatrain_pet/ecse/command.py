@@ -32,6 +32,13 @@ def register(subparsers) -> None:
         help="number of fixed extra rotations combined with every frame (Eq. 25)",
     )
     parser.add_argument(
+        "--frame-types",
+        type=int,
+        nargs="+",
+        default=None,
+        help="atomic numbers of the neighbours that define frames (App. F.5)",
+    )
+    parser.add_argument(
         "--extensions-directory",
         default=None,
         help="directory with the TorchScript extensions of the models",
@@ -54,6 +61,8 @@ def run(args: argparse.Namespace) -> None:
         params["inversion"] = True
     if args.extra_rotations is not None:
         params["num_extra_rotations"] = args.extra_rotations
+    if args.frame_types is not None:
+        params["frame_types"] = args.frame_types
     fallback = args.fallback
     if args.aux is not None:
         if fallback not in (None, "aux"):

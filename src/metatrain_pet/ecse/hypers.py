@@ -11,7 +11,7 @@ raw PET time); 192-atom water box, ``per_atom`` mode: 6038 environment evaluatio
 loose, 574 tight (31 and 3 per atom). See ``docs/ecse.md``.
 """
 
-from typing import Literal
+from typing import List, Literal
 
 from typing_extensions import TypedDict
 
@@ -69,6 +69,11 @@ class ECSEHypers(TypedDict):
     model takes over (Eq. 20)."""
     delta_aux: float = 0.05
     """Δ_aux: width of the w_aux switch (Eq. 20)."""
+    frame_types: List[int] = []
+    """Atomic types of the neighbours that define frames; empty for all types.
+    App. F.5 suggests e.g. only the O atoms in liquid water: fewer frames, built
+    from longer vectors that turn more slowly as the molecules vibrate. Every atom
+    still needs two non-collinear neighbours of these types within ``r_out``."""
     inversion: bool = False
     """Also average over improper frames, giving exact O(3) rather than SO(3)
     symmetry, for twice the cost. The paper's default is SO(3) only."""
@@ -157,6 +162,15 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
             "ECSE parameter 'delta_aux' (Δ_aux) must be smaller than 't_aux', so that "
             "w_aux is 1 when every frame weight vanishes (Eq. 20)"
         )
+    frame_types = resolved["frame_types"]
+    if not isinstance(frame_types, (list, tuple)) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in frame_types
+    ):
+        raise ValueError(
+            "ECSE parameter 'frame_types' must be a list of atomic numbers, "
+            f"got {frame_types!r}"
+        )
+    resolved["frame_types"] = sorted(set(frame_types))
     if int(resolved["num_extra_rotations"]) < 0:
         raise ValueError(
             "ECSE parameter 'num_extra_rotations' must be >= 0, "

@@ -151,6 +151,11 @@ class ECSEModel(torch.nn.Module):
             extra = torch.cat([extra, random.matrices])
         self.register_buffer("extra_rotations", extra)
         self.register_buffer("cube_rotations", _cube_rotations())
+        self.register_buffer(
+            "frame_types",
+            torch.tensor(config["frame_types"], dtype=torch.int32),
+            persistent=False,
+        )
 
         self.inner_options = _neighbor_lists(model)
         self.aux_options = []
@@ -166,6 +171,17 @@ class ECSEModel(torch.nn.Module):
             full_list=True,
             strict=True,
         )
+
+    def _frame_edges(
+        self, distances: torch.Tensor, neighbor_types: torch.Tensor
+    ) -> torch.Tensor:
+        """Edges that may define frames: within the search radius, and to a
+        neighbour of one of ``frame_types`` when these are given (App. F.5)."""
+        usable = distances < self.search_radius
+        if self.frame_types.shape[0] > 0:
+            matches = neighbor_types.unsqueeze(1) == self.frame_types.unsqueeze(0)
+            usable = usable & torch.any(matches, dim=1)
+        return usable
 
     def interaction_range(self) -> float:
         """Interaction range of the symmetrized model.
@@ -332,6 +348,7 @@ class ECSEModel(torch.nn.Module):
                 selected_atoms,
                 all_centers,
                 all_vectors,
+                all_types[all_neighbors],
                 system_of_atom,
             )
 
@@ -369,12 +386,15 @@ class ECSEModel(torch.nn.Module):
         selected_atoms: Optional[Labels],
         centers: torch.Tensor,
         vectors: torch.Tensor,
+        neighbor_types: torch.Tensor,
         system_of_atom: torch.Tensor,
     ) -> Tuple[Dict[str, TensorMap], torch.Tensor]:
         """One pool of frames per structure (App. F.10); the wrapped model sees each
         whole structure in each of its frames, in a single batched call."""
         n_systems = len(systems)
-        in_search = torch.linalg.norm(vectors, dim=-1) < self.search_radius
+        in_search = self._frame_edges(
+            torch.linalg.norm(vectors, dim=-1), neighbor_types
+        )
         frame_centers, rotations, weights = self.frames(
             centers[in_search], vectors[in_search], system_of_atom.shape[0]
         )
@@ -475,7 +495,7 @@ class ECSEModel(torch.nn.Module):
         edge_types = types[neighbors[owned]]
 
         distances = torch.linalg.norm(vectors, dim=-1)
-        in_search = distances < self.search_radius
+        in_search = self._frame_edges(distances, edge_types)
         pools, rotations, weights = self.frames(
             edge_environments[in_search], vectors[in_search], n_centers
         )
