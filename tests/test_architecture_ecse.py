@@ -2,6 +2,7 @@
 fine-tuning a trained checkpoint may switch it on (App. F.7)."""
 
 import copy
+import warnings
 
 import ase.io
 import pytest
@@ -10,7 +11,13 @@ from metatomic.torch import ModelOutput
 
 from metatrain_pet.ecse.hypers import TIGHT_PRESET
 from metatrain_pet.model import PET
-from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
+from pet_helpers import (
+    DATA,
+    energy_and_forces,
+    energy_model,
+    system_from_atoms,
+    tiny_hypers,
+)
 
 ECSE = {"enable": True, "mode": "per_atom", "fallback": "adaptive", **TIGHT_PRESET}
 
@@ -89,3 +96,44 @@ def test_finetuning_may_switch_ecse_on_but_restart_may_not(ethanol):
 def test_auxiliary_fallback_is_a_clear_error_inside_the_architecture():
     with pytest.raises(ValueError, match="auxiliary model"):
         energy_model([1, 6, 8], ecse={"enable": True, "fallback": "aux"})
+
+
+def _energy_across_the_cut_out_sphere(model):
+    """ECSE per_atom energies with the farthest pair of ethanol at 4.0 Å ∓ 1e-7
+    (the cut-out radius is the PET cutoff, 4 Å)."""
+    from metatrain_pet.symmetry.diagnostics import predict
+
+    atoms = ase.io.read(DATA / "ethanol_40.xyz", 0)
+    distances = atoms.get_all_distances()
+    i, k = divmod(int(distances.argmax()), len(atoms))
+    direction = (atoms.positions[k] - atoms.positions[i]) / distances[i, k]
+    structures = []
+    for distance in (4.0 - 1e-7, 4.0 + 1e-7):
+        moved = atoms.copy()
+        moved.positions[k] = atoms.positions[i] + distance * direction
+        structures.append(moved)
+    below, above = predict(model, structures, forces=False)
+    return above.energy - below.energy
+
+
+def test_per_atom_mode_warns_when_it_truncates_message_passing():
+    """One block: the cut-out environment holds everything the centre sees, and the
+    energy is continuous as an atom crosses the cut-out sphere. Two blocks: it
+    jumps there, and symmetrize (and the architecture) warn."""
+    from metatrain_pet.ecse import symmetrize
+
+    local = energy_model([1, 6, 8], num_gnn_layers=1).export()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        continuous = symmetrize(local, mode="per_atom")
+        symmetrize(energy_model([1, 6, 8]).export(), mode="global")
+    assert abs(_energy_across_the_cut_out_sphere(continuous)) < 1e-6
+
+    two_blocks = energy_model([1, 6, 8], num_gnn_layers=2).export()
+    with pytest.warns(UserWarning, match="per_atom mode cuts environments"):
+        truncated = symmetrize(two_blocks, mode="per_atom")
+    assert abs(_energy_across_the_cut_out_sphere(truncated)) > 1e-4
+
+    ecse = dict(tiny_hypers()["ecse"], enable=True, mode="per_atom")
+    with pytest.warns(UserWarning, match="per_atom mode cuts environments"):
+        energy_model([1, 6, 8], num_gnn_layers=2, ecse=ecse)

@@ -97,6 +97,7 @@ class PET(ModelInterface[ModelHypers]):
                 "`metatrain-pet ecse MODEL.pt --aux AUX.pt`"
             )
         self.symmetrizer = ECSEModel(self.network, hypers=ecse)
+        self.symmetrizer.warn_if_truncated(self.num_gnn_layers * self.cutoff)
         self.outputs[NUM_FRAMES_OUTPUT] = ModelOutput(
             sample_kind="system",
             description="number of ECSE frames the network was evaluated in",

@@ -10,6 +10,7 @@ exact derivatives of the symmetrized energy.
 
 import itertools
 import math
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import metatensor.torch as mts
@@ -182,6 +183,20 @@ class ECSEModel(torch.nn.Module):
             matches = neighbor_types.unsqueeze(1) == self.frame_types.unsqueeze(0)
             usable = usable & torch.any(matches, dim=1)
         return usable
+
+    def warn_if_truncated(self, model_range: float) -> None:
+        """In ``per_atom`` mode, warn when the wrapped model sees farther than the
+        cut-out environments (message passing): each atom's prediction then differs
+        from the raw model's, and jumps when an atom crosses the cut-out sphere."""
+        if self.per_atom and model_range > self.environment_radius + 1e-6:
+            warnings.warn(
+                f"ECSE per_atom mode cuts environments at {self.environment_radius} "
+                f"but the wrapped model's interaction range is {model_range} "
+                "(message passing): the symmetrized model is not the raw model's "
+                "function and is not continuous when an atom crosses the cut-out "
+                "sphere; use mode='global' for this model",
+                stacklevel=3,
+            )
 
     def interaction_range(self) -> float:
         """Interaction range of the symmetrized model.
@@ -603,6 +618,7 @@ def symmetrize(
     wrapper = ECSEModel(
         atomistic_model, hypers, aux_model=aux_model, preset=preset, **params
     )
+    wrapper.warn_if_truncated(capabilities.interaction_range)
     declared = getattr(
         atomistic_model,
         "_model_capabilities_outputs_names",
