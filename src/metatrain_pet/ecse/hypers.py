@@ -71,9 +71,11 @@ class ECSEHypers(TypedDict):
     """Δ_aux: width of the w_aux switch (Eq. 20)."""
     frame_types: List[int] = []
     """Atomic types of the neighbours that define frames; empty for all types.
-    App. F.5 suggests e.g. only the O atoms in liquid water: fewer frames, built
-    from longer vectors that turn more slowly as the molecules vibrate. Every atom
-    still needs two non-collinear neighbours of these types within ``r_out``."""
+    App. F.5 suggests e.g. only the O atoms in liquid water, for fewer frames. Not
+    necessarily smoother: on water, an H atom's own O and the O it donates a
+    hydrogen bond to are nearly collinear (see ``docs/engines/ase.md``). Every
+    atom still needs two non-collinear neighbours of these types within
+    ``r_out``."""
     inversion: bool = False
     """Also average over improper frames, giving exact O(3) rather than SO(3)
     symmetry, for twice the cost. The paper's default is SO(3) only."""
