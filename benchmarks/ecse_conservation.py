@@ -19,6 +19,9 @@ rotations and the drift and RMS error of 300 K NVE runs (ASE velocity Verlet,
 ethanol, float64) of the raw and of the ECSE-wrapped model, side by side.
 
     python benchmarks/ecse_conservation.py --steps 1000 --weights 1 0.1 0.01
+
+``--seeds 0 1 2 3`` runs one trajectory per seed of the initial velocities and
+summarises the drifts (mean ± standard error, RMS), as ``engines.py`` does.
 """
 
 import argparse
@@ -32,7 +35,7 @@ import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import AtomisticModel, ModelOutput, System
 
-from engines import DATA, drift_and_error, run_ase
+from engines import DATA, add_seeds_argument, run_ase, run_seeds
 from metatrain_pet.ecse import symmetrize
 from metatrain_pet.symmetry.diagnostics import (
     random_orthogonal_matrices,
@@ -111,6 +114,7 @@ def main():
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--preset", default="loose")
     parser.add_argument("--threads", type=int, default=1)
+    add_seeds_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -121,8 +125,8 @@ def main():
     rotations = random_orthogonal_matrices(8, seed=1, inversion=False)
     directory = Path(tempfile.mkdtemp())
     print(
-        f"{'lambda':>7} {'spread/meV':>11} {'model':5} {'drift/eV/atom/ps':>17} "
-        f"{'error/eV/atom':>14} {'ms/step':>8}"
+        f"{'lambda':>7} {'spread/meV':>11} {'model':5} {'seed':>4} "
+        f"{'drift/eV/atom/ps':>17} {'error/eV/atom':>14} {'ms/step':>8}"
     )
     for weight in args.weights:
         raw = mixed_model(atoms, weight)
@@ -131,14 +135,15 @@ def main():
         for name, model in models.items():
             path = directory / f"{name}-{weight}.pt"
             model.save(str(path))
-            energies, seconds = run_ase(
-                path, atoms.copy(), args.steps, args.timestep, "cpu"
-            )
-            drift, error = drift_and_error(energies, len(atoms), args.timestep)
-            print(
-                f"{weight:7.3g} {spread:11.3g} {name:5} {drift:17.3e} {error:14.3e} "
-                f"{1e3 * seconds:8.1f}",
-                flush=True,
+            run_seeds(
+                run_ase,
+                path,
+                atoms,
+                args.steps,
+                args.timestep,
+                "cpu",
+                args.seeds,
+                f"{weight:7.3g} {spread:11.3g} {name:5}",
             )
 
 

@@ -69,6 +69,41 @@ def drift_statistics(drifts):
     return drifts.mean(), standard_error, np.sqrt(np.mean(drifts**2))
 
 
+def add_seeds_argument(parser):
+    """``--seeds``: the seeds of the initial velocities, one trajectory each."""
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seeds of the initial velocities: one trajectory each",
+    )
+
+
+def run_seeds(run, model_path, atoms, steps, timestep_fs, device, seeds, prefix):
+    """One trajectory of ``run`` (an engine's ``run_...`` function) from ``atoms``
+    per seed of the initial velocities: a row per seed after ``prefix``, and for
+    several seeds a summary row of the drifts."""
+    drifts = []
+    for seed in seeds:
+        energies, seconds = run(
+            model_path, atoms.copy(), steps, timestep_fs, device, seed
+        )
+        drift, error = drift_and_error(energies, len(atoms), timestep_fs)
+        drifts.append(drift)
+        print(
+            f"{prefix} {seed:4d} {drift:17.3e} {error:14.3e} {1e3 * seconds:9.1f}",
+            flush=True,
+        )
+    if len(drifts) > 1:
+        mean, standard_error, rms = drift_statistics(drifts)
+        print(
+            f"{prefix}  all mean {mean:.3e} ± {standard_error:.1e}, "
+            f"RMS {rms:.3e} eV/atom/ps over {len(drifts)} seeds",
+            flush=True,
+        )
+
+
 def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0):
     atoms.calc = MetatomicCalculator(str(model_path), device=device)
     thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(seed))
@@ -223,13 +258,7 @@ def main():
     )
     parser.add_argument("--ecse-r-out", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="seeds of the initial velocities: one trajectory each",
-    )
+    add_seeds_argument(parser)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -263,32 +292,16 @@ def main():
                         import metatomic_torchsim  # noqa: F401
                     except ImportError:
                         continue
-                drifts = []
-                for seed in args.seeds:
-                    atoms = load_system(system)
-                    energies, seconds = ENGINES[engine](
-                        models[variant][system],
-                        atoms,
-                        steps,
-                        args.timestep,
-                        args.device,
-                        seed,
-                    )
-                    drift, error = drift_and_error(energies, len(atoms), args.timestep)
-                    drifts.append(drift)
-                    print(
-                        f"{engine:9} {variant:5} {system:8} {steps:6d} {seed:4d} "
-                        f"{drift:17.3e} {error:14.3e} {1e3 * seconds:9.1f}",
-                        flush=True,
-                    )
-                if len(drifts) > 1:
-                    mean, standard_error, rms = drift_statistics(drifts)
-                    print(
-                        f"{engine:9} {variant:5} {system:8} {steps:6d}  all "
-                        f"mean {mean:.3e} ± {standard_error:.1e}, "
-                        f"RMS {rms:.3e} eV/atom/ps over {len(drifts)} seeds",
-                        flush=True,
-                    )
+                run_seeds(
+                    ENGINES[engine],
+                    models[variant][system],
+                    load_system(system),
+                    steps,
+                    args.timestep,
+                    args.device,
+                    args.seeds,
+                    f"{engine:9} {variant:5} {system:8} {steps:6d}",
+                )
             if args.cpp_program:
                 milliseconds = cpp_ms_per_evaluation(
                     args.cpp_program,
