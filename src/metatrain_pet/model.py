@@ -97,7 +97,7 @@ class PET(ModelInterface[ModelHypers]):
                 "`metatrain-pet ecse MODEL.pt --aux AUX.pt`"
             )
         self.symmetrizer = ECSEModel(self.network, hypers=ecse)
-        self.symmetrizer.warn_if_truncated(self.num_gnn_layers * self.cutoff)
+        self.symmetrizer.warn_if_truncated(self._network_range())
         self.outputs[NUM_FRAMES_OUTPUT] = ModelOutput(
             sample_kind="system",
             description="number of ECSE frames the network was evaluated in",
@@ -275,9 +275,11 @@ class PET(ModelInterface[ModelHypers]):
         """How far information travels: one cutoff per message-passing block, or
         ECSE's range when it is enabled."""
         if self.symmetrizer is not None:
-            return max(
-                self.symmetrizer.interaction_range(), self.num_gnn_layers * self.cutoff
-            )
+            return max(self.symmetrizer.interaction_range(), self._network_range())
+        return self._network_range()
+
+    def _network_range(self) -> float:
+        """Range of the raw network: one cutoff per message-passing block."""
         return self.num_gnn_layers * self.cutoff
 
     def export(self, metadata: Optional[ModelMetadata] = None) -> AtomisticModel:
