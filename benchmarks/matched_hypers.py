@@ -1,8 +1,11 @@
 """Hyper-parameters of metatrain's ``pet`` matched to ours, for side-by-side runs.
 
-Both models get the same widths, depths, heads and cutoff. metatrain's ``pet`` has
-node features of their own width (``d_node``) which we set to ``d_pet``, and we
-select its paper-like variant (``residual`` featurizer, post-LN, SiLU, LayerNorm).
+Both models get the same widths, depths, heads, cutoff and transformer choices
+(normalisation, feed-forward activation, pre/post-LN, attention temperature).
+metatrain's ``pet`` has node features of their own width (``d_node``) which we set
+to ``d_pet``; its ``feedforward`` featurizer (a carried atom state, readout from the
+last block) is chosen when ours carries the central token and reads out the last
+block only, its paper-like ``residual`` featurizer otherwise.
 """
 
 import copy
@@ -28,9 +31,14 @@ def matched_hypers(**sizes) -> dict:
         num_heads=ours["num_heads"],
         num_attention_layers=ours["num_attention_layers"],
         num_gnn_layers=ours["num_gnn_layers"],
-        normalization="LayerNorm",
-        activation="SiLU",
-        transformer_type="PostLN" if ours["transformer_type"] == "PostLN" else "PreLN",
-        featurizer_type="residual",
+        normalization=ours["normalization"],
+        activation=ours["activation"],
+        attention_temperature=ours["attention_temperature"],
+        transformer_type=ours["transformer_type"],
+        featurizer_type=(
+            "feedforward"
+            if ours["carry_central_token"] and ours["readout"] == "last_block"
+            else "residual"
+        ),
     )
     return {OURS: ours, PEER: peer}

@@ -16,8 +16,10 @@ Every comparison prints one line ``name: ours=VALUE peer=VALUE ratio=R`` with
 - ``ecse/<system>``: cost of ECSE around our raw model (``peer`` is the raw model),
   mean number of frames, and comparison with metatomic's ``SymmetrizedModel``
   (grid orders 3, 5, 7): cost and spread of the energy over random rotations.
-- ``accuracy/<dataset>``: energy and force MAE on rMD17 ethanol test_01 after
-  training both architectures for the same wall-clock budget.
+- ``accuracy/<dataset>/<budget>s``: test force and energy MAE, epochs and
+  rotational spread after training each architecture with its own defaults for the
+  same CPU time, on rMD17 ethanol and water64 (``accuracy.py``); ``.../matched``
+  against metatrain's ``pet`` at our sizes.
 
 The run writes ``results.csv``, ``results.md`` and PNG plots into ``--out``.
 """
@@ -362,71 +364,44 @@ def _ecse_frames(model, system):
 
 
 # ---------------------------------------------------------------------- accuracy
-def run_accuracy(args, device):
-    import ase.io
-    import train_epoch
+def run_accuracy(args, out):
+    import accuracy
 
-    if args.quick:
-        train_path, n_train = TEST_DATA / "ethanol_40.xyz", 32
-        test_path, test_slice = TEST_DATA / "ethanol_40.xyz", slice(32, 40)
-    else:
-        train_path = SHARED_DATA / "rmd17" / "ethanol_train_01.xyz"
-        test_path = SHARED_DATA / "rmd17" / "ethanol_test_01.xyz"
-        n_train, test_slice = args.accuracy_train, slice(0, args.accuracy_test)
-    dataset, info = train_epoch.load(str(train_path), n_train)
-    test = ase.io.read(test_path, ":")[test_slice]
-    hypers = inference.matched_hypers(**args.model_sizes)
-    batch_size = 8 if args.quick else 16
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    # calibrate: one epoch each, then as many epochs as fit in the budget
-    maes = {}
-    for name in (OURS, PEER):
-        epoch = train_epoch.train_seconds(
-            name, hypers[name], info, dataset, batch_size, 1, device=device
-        )
-        epochs = max(1, int(args.budget_s / epoch))
-        start = time.perf_counter()
-        model = train_epoch.train_model(
-            name, hypers[name], info, dataset, batch_size, epochs, device=device
-        )
-        spent = time.perf_counter() - start
-        maes[name] = _test_errors(model, test) + (epochs, spent)
-    report(
-        "accuracy/rmd17_ethanol/energy_mae",
-        maes[OURS][0] * 1e3,
-        maes[PEER][0] * 1e3,
-        "meV",
-        "{:.2f}",
+    quick = args.quick
+    datasets = accuracy.QUICK_DATASETS if quick else accuracy.FULL_DATASETS
+    if args.accuracy_datasets:
+        datasets = {name: datasets[name] for name in args.accuracy_datasets}
+    table = accuracy.run(
+        TEST_DATA if quick else SHARED_DATA,
+        datasets,
+        args.budget_s,
+        args.model_sizes,
+        out / "accuracy",
+        args.accuracy_jobs,
+        args.accuracy_models,
     )
-    report(
-        "accuracy/rmd17_ethanol/forces_mae",
-        maes[OURS][1] * 1e3,
-        maes[PEER][1] * 1e3,
-        "meV/A",
-        "{:.2f}",
-    )
-    report("accuracy/rmd17_ethanol/epochs", maes[OURS][2], maes[PEER][2], "", "{:.0f}")
-    report(
-        "accuracy/rmd17_ethanol/train_time", maes[OURS][3], maes[PEER][3], "s", "{:.1f}"
-    )
-    return maes
-
-
-def _test_errors(model, structures):
-    exported = model.to(torch.float32).export()
-    energy_errors, force_errors = [], []
-    for atoms in structures:
-        system = inference.prepare(exported, atoms)
-        positions = system.positions.detach().requires_grad_(True)
-        fresh = inference.System(system.types, positions, system.cell, system.pbc)
-        for options in system.known_neighbor_lists():
-            fresh.add_neighbor_list(options, system.get_neighbor_list(options))
-        energy = exported([fresh], inference.OPTIONS, check_consistency=False)
-        energy = energy["energy"].block().values.sum()
-        forces = -torch.autograd.grad(energy, positions)[0]
-        energy_errors.append(abs(energy.item() - atoms.get_potential_energy()))
-        force_errors.append(np.abs(forces.detach().numpy() - atoms.get_forces()).mean())
-    return float(np.mean(energy_errors)), float(np.mean(force_errors))
+    others = (("peer", ""), ("peer_matched", "/matched"), ("so3krates", "/so3krates"))
+    for (dataset, budget), results in table.items():
+        prefix = f"accuracy/{dataset}/{budget:g}s"
+        ours = results["ours"]
+        for peer_label, suffix in others:
+            if peer_label not in results:
+                continue
+            peer = results[peer_label]
+            for key, unit, scale in (
+                ("forces_mae", "meV/A", 1e3),
+                ("energy_mae", "meV/atom", 1e3),
+                ("epochs", "", 1),
+                ("rotational_spread_mev", "meV", 1),
+            ):
+                report(
+                    f"{prefix}{suffix}/{key.replace('_mev', '')}",
+                    ours[key] * scale,
+                    peer[key] * scale,
+                    unit,
+                )
+    accuracy.plot(table, out)
+    return table
 
 
 # ---------------------------------------------------------------------- outputs
@@ -518,9 +493,31 @@ def main():
     parser.add_argument("--train-repeats", type=int, default=1)
     parser.add_argument("--train-structures-ethanol", type=int, default=200)
     parser.add_argument("--train-structures-water", type=int, default=4)
-    parser.add_argument("--budget-s", type=float, default=None)
-    parser.add_argument("--accuracy-train", type=int, default=1000)
-    parser.add_argument("--accuracy-test", type=int, default=200)
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        nargs="*",
+        default=None,
+        help="CPU seconds of training per model in the accuracy section "
+        "(default 1800 5400; 5 with --quick)",
+    )
+    parser.add_argument(
+        "--accuracy-jobs", type=int, default=2, help="models trained at once"
+    )
+    parser.add_argument(
+        "--accuracy-datasets",
+        nargs="*",
+        default=None,
+        help="rmd17_ethanol and/or water64 (default both; with --quick, the tiny "
+        "ethanol40 and water64_2)",
+    )
+    parser.add_argument(
+        "--accuracy-models",
+        nargs="*",
+        default=["ours", "peer", "peer_matched"],
+        help="ours, peer (its defaults), peer_matched (our sizes) and/or so3krates "
+        "(own virtualenv, see so3krates.py; molecules only)",
+    )
     parser.add_argument("--rotations", type=int, default=None)
     parser.add_argument("--grid-orders", nargs="*", type=int, default=None)
     parser.add_argument("--grid-batch", type=int, default=8)
@@ -570,7 +567,7 @@ def main():
     if args.repeats is None:
         args.repeats = 3 if quick else 5
     if args.budget_s is None:
-        args.budget_s = 5.0 if quick else 600.0
+        args.budget_s = [5.0] if quick else [1800.0, 5400.0]
     if args.rotations is None:
         args.rotations = 2 if quick else 8
     if args.grid_orders is None:
@@ -611,7 +608,7 @@ def main():
         run_ecse(args, device)
         write_outputs(out, per_atom, scaling, meta)
     if "accuracy" in args.sections:
-        run_accuracy(args, device)
+        run_accuracy(args, out)
     meta["total_seconds"] = time.perf_counter() - start
     write_outputs(out, per_atom, scaling, meta)
     print(

@@ -12,6 +12,8 @@ import torch
 
 from pet_helpers import DATA
 
+REPO = Path(__file__).resolve().parents[1]
+
 OPTIONS = """
 seed: 0
 base_precision: 64
@@ -105,3 +107,31 @@ def test_train_restart_export_eval_and_ase(tmp_path):
     # the composition baseline is part of the exported model: energies are close
     # to the reference ones, not to zero
     assert abs(energy - frames[0].get_potential_energy()) < 5.0
+
+
+@pytest.mark.slow
+def test_paper_options_file_trains_and_exports(tmp_path):
+    """The paper's model and protocol stay one options file away: ``ethanol.yaml``
+    spells them out, and trains (shrunk) and exports through the CLI."""
+    ase.io.write(tmp_path / "data.xyz", ase.io.read(DATA / "ethanol_40.xyz", ":12"))
+    overrides = {
+        "architecture.model.d_pet": 8,
+        "architecture.model.d_feedforward": 16,
+        "architecture.model.d_head": 8,
+        "architecture.model.num_heads": 2,
+        "architecture.model.num_attention_layers": 1,
+        "architecture.training.num_epochs": 1,
+        "architecture.training.progress_bar": "false",
+        "training_set.systems.read_from": "data.xyz",
+        "test_set.systems.read_from": "data.xyz",
+        "validation_set": 0.25,
+    }
+    arguments = [f"-r={key}={value}" for key, value in overrides.items()]
+    options = REPO / "options" / "ethanol.yaml"
+    mtt("train", str(options), "-o", "paper.pt", *arguments, cwd=tmp_path)
+    checkpoint = torch.load(tmp_path / "paper.ckpt", weights_only=False)
+    hypers = checkpoint["model_data"]["model_hypers"]
+    assert hypers["transformer_type"] == "PostLN"
+    assert hypers["readout"] == "every_block"
+    mtt("export", "paper.ckpt", "-o", "exported.pt", cwd=tmp_path)
+    assert (tmp_path / "exported.pt").stat().st_size > 0

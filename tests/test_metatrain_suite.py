@@ -74,7 +74,12 @@ class TestOutput(OutputTests, PETECSETests):
 
     @pytest.fixture
     def n_last_layer_features(self, model_hypers):
-        return 2 * model_hypers["d_head"] * model_hypers["num_gnn_layers"]
+        blocks = (
+            1
+            if model_hypers["readout"] == "last_block"
+            else model_hypers["num_gnn_layers"]
+        )
+        return 2 * model_hypers["d_head"] * blocks
 
 
 class TestOutputOnlyLengths(TestOutput):

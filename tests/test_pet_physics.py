@@ -69,7 +69,22 @@ def test_only_lengths_is_rotation_and_inversion_invariant(ethanol):
     assert energy_and_forces(model, inverted)[0] == pytest.approx(energy, rel=1e-12)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"bond_aggregation": "average"}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"bond_aggregation": "average"},
+        {
+            "transformer_type": "PreLN",
+            "normalization": "RMSNorm",
+            "activation": "SwiGLU",
+            "attention_temperature": 2.0,
+            "encode_length": True,
+            "carry_central_token": True,
+            "readout": "last_block",
+        },
+    ],
+)
 def test_forces_are_gradients(ethanol, overrides):
     model = energy_model([1, 6, 8], **overrides)
     atoms = ethanol.copy()

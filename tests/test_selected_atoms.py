@@ -49,6 +49,7 @@ def _per_atom(model, systems, names, selected_atoms=None):
         {"num_gnn_layers": 1},
         {"num_gnn_layers": 2},
         {"num_gnn_layers": 3, "species_as_first_message": True},
+        {"num_gnn_layers": 3, "carry_central_token": True, "readout": "last_block"},
     ],
 )
 def test_selected_atoms_match_the_full_evaluation(overrides):

@@ -202,8 +202,11 @@ def test_ema_is_updated_once_per_epoch_and_continues_after_restart(tmp_path):
         trainer = Trainer(hypers)
         train(trainer, model, data, tmp_path)
         trainer.save_checkpoint(model, tmp_path / "model.ckpt")
-        assert len(updates) == 2
+        # one seed from the untrained model, then one update per epoch
+        assert len(updates) == 3
+        assert updates[0][0] == {}
         assert set(updates[0][2]) == {"energy", "energy_grad_positions"}
+        assert updates[0][2] == updates[0][1]
         saved = dict(trainer.loss_normalization)
         saved_lr = trainer.optimizer_state_dict["param_groups"][0]["lr"]
 
@@ -218,8 +221,9 @@ def test_ema_is_updated_once_per_epoch_and_continues_after_restart(tmp_path):
     finally:
         NormalizedLoss.update_normalization = original
 
-    assert len(updates) == 3
-    before, value, after = updates[2]
+    # the restart continues the moving averages: no second seed
+    assert len(updates) == 4
+    before, value, after = updates[3]
     assert before == saved
     for name in saved:
         assert after[name] == pytest.approx(0.5 * saved[name] + 0.5 * value[name])
@@ -461,7 +465,7 @@ def started_training(caplog):
         ),
         (
             ("architecture", "training", "scheduler"),
-            "cosine",
+            "exponential",
             "scheduler",
         ),
         (

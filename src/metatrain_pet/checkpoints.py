@@ -14,10 +14,31 @@ def model_update_v1_v2(checkpoint: Dict[str, Any]) -> None:
     checkpoint["model_data"]["model_hypers"]["ecse"]["frame_types"] = []
 
 
-MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {1: model_update_v1_v2}
+def model_update_v2_v3(checkpoint: Dict[str, Any]) -> None:
+    """Version 3 adds ``normalization``, ``activation``, ``attention_temperature``,
+    ``carry_central_token`` and ``readout``; older models are LayerNorm, SiLU, 1,
+    no carried central token, readout from every block."""
+    hypers = checkpoint["model_data"]["model_hypers"]
+    hypers.setdefault("normalization", "LayerNorm")
+    hypers.setdefault("activation", "SiLU")
+    hypers.setdefault("attention_temperature", 1.0)
+    hypers.setdefault("carry_central_token", False)
+    hypers.setdefault("readout", "every_block")
+
+
+MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
+    1: model_update_v1_v2,
+    2: model_update_v2_v3,
+}
 """Model upgrade functions, keyed by the version they upgrade from."""
 
-TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {}
+
+def trainer_update_v1_v2(checkpoint: Dict[str, Any]) -> None:
+    """Version 2 adds ``energy_weight``: older runs weighted energies 1."""
+    checkpoint["train_hypers"].setdefault("energy_weight", 1.0)
+
+
+TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {1: trainer_update_v1_v2}
 """Trainer upgrade functions, keyed by the version they upgrade from."""
 
 

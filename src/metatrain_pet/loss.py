@@ -10,11 +10,15 @@ from metatrain.utils.loss import LossAggregator
 
 
 def expand_loss_hypers(
-    loss: Any, targets: Dict[str, TargetInfo]
+    loss: Any, targets: Dict[str, TargetInfo], energy_weight: float = 1.0
 ) -> Dict[str, Dict[str, Any]]:
     """Turn the ``loss`` hyper (a loss type for everything, or a mapping per target
     whose values are a type or a full specification) into one full specification
-    per target, as :class:`metatrain.utils.loss.LossAggregator` expects."""
+    per target, as :class:`metatrain.utils.loss.LossAggregator` expects.
+
+    A target trained with gradients (an energy with forces or stress) gets the
+    weight ``energy_weight`` for its values unless ``loss`` gives one; every
+    gradient term and every other target gets weight 1 by default."""
     expanded: Dict[str, Dict[str, Any]] = {}
     for name, info in targets.items():
         spec = loss if isinstance(loss, str) else loss.get(name, "mse")
@@ -22,7 +26,7 @@ def expand_loss_hypers(
             spec = {"type": spec}
         spec = dict(spec)
         spec.setdefault("type", "mse")
-        spec.setdefault("weight", 1.0)
+        spec.setdefault("weight", energy_weight if info.gradients else 1.0)
         spec.setdefault("reduction", "mean")
         gradients = dict(spec.get("gradients", {}))
         for gradient in info.gradients:

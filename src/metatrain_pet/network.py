@@ -22,6 +22,7 @@ from .nn.environment_rotation import (
 )
 from .nn.pet import PETBackbone
 from .nn.receptive_field import atoms_needed_per_block
+from .nn.transformer import TransformerOptions
 
 
 class TargetLayout(torch.nn.Module):
@@ -120,10 +121,17 @@ class PETNetwork(torch.nn.Module):
             d_feedforward=int(hypers["d_feedforward"]),
             num_attention_layers=int(hypers["num_attention_layers"]),
             num_gnn_layers=int(hypers["num_gnn_layers"]),
-            pre_norm=hypers["transformer_type"] == "PreLN",
+            transformer=TransformerOptions(
+                pre_norm=hypers["transformer_type"] == "PreLN",
+                normalization=hypers["normalization"],
+                activation=hypers["activation"],
+                temperature=float(hypers["attention_temperature"]),
+            ),
             d_head=int(hypers["d_head"]),
             average_bonds=hypers["bond_aggregation"] == "average",
             species_as_first_message=bool(hypers["species_as_first_message"]),
+            carry_central=bool(hypers["carry_central_token"]),
+            last_block_readout=hypers["readout"] == "last_block",
         )
         self.layouts = torch.nn.ModuleDict()
         self.neighbor_list_options = NeighborListOptions(

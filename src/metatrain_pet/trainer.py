@@ -56,7 +56,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
     best-model selection, early stopping, periodic checkpoints and exact restarts
     (epoch, optimisation step, learning rate, Adam state and Eq. 8 averages)."""
 
-    __checkpoint_version__ = 1
+    __checkpoint_version__ = 2
 
     def __init__(self, hypers: TrainerHypers) -> None:
         super().__init__(hypers)
@@ -121,7 +121,9 @@ class Trainer(TrainerInterface[TrainerHypers]):
         loss_fn = NormalizedLoss(
             LossAggregator(
                 targets=train_targets,
-                config=expand_loss_hypers(self.hypers["loss"], train_targets),
+                config=expand_loss_hypers(
+                    self.hypers["loss"], train_targets, self.hypers["energy_weight"]
+                ),
             ),
             self.loss_normalization,
         )
@@ -141,6 +143,15 @@ class Trainer(TrainerInterface[TrainerHypers]):
             self.hypers["augmentation"] == "environment",
             self.hypers["random_inversion"],
         )
+        if self.hypers["loss_normalization"] == "validation_ema" and not (
+            self.loss_normalization
+        ):
+            # Eq. 8 from the first step: seed every MSE_t with the validation error
+            # of the untrained model instead of starting un-normalised
+            seed = self._run_epoch(
+                model, val_dataloader, loss_fn, per_structure_targets, None
+            )
+            loss_fn.update_normalization(seed["per_term_mse"], self.hypers, True)
         start_epoch = 0 if self.epoch is None else self.epoch + 1
         end_epoch = self.hypers["num_epochs"]
         logging.info(f"Starting training at epoch {start_epoch}")
@@ -161,7 +172,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
                 model, val_dataloader, loss_fn, per_structure_targets, None
             )
             loss_fn.update_normalization(
-                val_info.pop("per_term_mse"), self.hypers, epoch == 0
+                val_info.pop("per_term_mse"), self.hypers, False
             )
             train_info.pop("per_term_mse")
 
@@ -351,6 +362,11 @@ class Trainer(TrainerInterface[TrainerHypers]):
             gamma=self.hypers["scheduler_gamma"],
             fast_decay_start=self.fast_decay_start,
             fast_decay_epochs=self.hypers["fast_decay_epochs"],
+            cosine_epochs=(
+                self.hypers["num_epochs"]
+                if self.hypers["scheduler"] == "cosine"
+                else None
+            ),
         )
         for group in optimizer.param_groups:
             group["lr"] = self.hypers["learning_rate"] * factor

@@ -5,7 +5,7 @@ from typing import Optional, Tuple
 import torch
 
 from .edges import pad_environments
-from .transformer import Transformer
+from .transformer import Transformer, TransformerOptions
 
 
 class MessagePassingBlock(torch.nn.Module):
@@ -35,7 +35,7 @@ class MessagePassingBlock(torch.nn.Module):
         num_heads: int,
         d_feedforward: int,
         num_attention_layers: int,
-        pre_norm: bool,
+        transformer: TransformerOptions,
         has_input_messages: bool,
         embeds_neighbor_species: bool,
     ):
@@ -58,7 +58,7 @@ class MessagePassingBlock(torch.nn.Module):
             torch.nn.Linear(d_pet, d_pet),
         )
         self.transformer = Transformer(
-            d_pet, num_heads, d_feedforward, num_attention_layers, pre_norm
+            d_pet, num_heads, d_feedforward, num_attention_layers, transformer
         )
 
     def forward(
@@ -70,6 +70,7 @@ class MessagePassingBlock(torch.nn.Module):
         centers: torch.Tensor,
         slots: torch.Tensor,
         token_weights: torch.Tensor,
+        carried: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """
         :param geometry: geometric features of every edge, ``(n_edges, n_geom)``
@@ -80,6 +81,8 @@ class MessagePassingBlock(torch.nn.Module):
         :param slots: slot of every edge in its environment
         :param token_weights: cutoff weights of the padded sequences,
             ``(n_atoms, 1 + max_neighbors)``, 1 for the central token
+        :param carried: output central token of the previous block, added to
+            ``E_c(s_i)`` when the model carries the central state across blocks
         :return: output tokens of the central atoms ``(n_atoms, d_pet)`` and of the
             edges ``(n_edges, d_pet)``
         """
@@ -93,7 +96,10 @@ class MessagePassingBlock(torch.nn.Module):
         n_atoms = center_species.shape[0]
         max_neighbors = token_weights.shape[1] - 1
         padded = pad_environments(edge_tokens, centers, slots, n_atoms, max_neighbors)
-        central = self.center_embedding(center_species).unsqueeze(1)
+        central = self.center_embedding(center_species)
+        if carried is not None:
+            central = central + carried
+        central = central.unsqueeze(1)
         sequences = self.transformer(torch.cat([central, padded], dim=1), token_weights)
         return sequences[:, 0], sequences[centers, slots + 1]
 

@@ -7,6 +7,7 @@ import torch
 
 from .block import MessagePassingBlock, ReadoutHead
 from .receptive_field import AtomSubset, take_rows
+from .transformer import TransformerOptions
 
 
 class TargetReadout(torch.nn.Module):
@@ -48,7 +49,11 @@ class TargetReadout(torch.nn.Module):
 class PETBackbone(torch.nn.Module):
     """``num_gnn_layers`` message-passing blocks. The output tokens of the edges of
     block k become, through the reversed edges, the messages of block k + 1,
-    updated residually; every block predicts, and the predictions are summed.
+    updated residually; every block predicts, and the predictions are summed
+    (App. A). Two departures from the paper are available: ``carry_central`` adds
+    the output central token of block k to the species embedding that starts block
+    k + 1 (a residual atom state, as in metatrain's ``pet``), and
+    ``last_block_readout`` keeps the heads of the last block only.
 
     :param num_species: number of atomic species
     :param num_geometric_features: 3 (r_ij), 4 (r_ij, |r_ij|) or 1 (|r_ij|)
@@ -63,12 +68,15 @@ class PETBackbone(torch.nn.Module):
         d_feedforward: int,
         num_attention_layers: int,
         num_gnn_layers: int,
-        pre_norm: bool,
+        transformer: TransformerOptions,
         d_head: int,
         average_bonds: bool,
         species_as_first_message: bool,
+        carry_central: bool = False,
+        last_block_readout: bool = False,
     ):
         super().__init__()
+        self.carry_central = carry_central
         self.d_pet = d_pet
         self.d_head = d_head
         self.average_bonds = average_bonds
@@ -82,15 +90,17 @@ class PETBackbone(torch.nn.Module):
                     num_heads=num_heads,
                     d_feedforward=d_feedforward,
                     num_attention_layers=num_attention_layers,
-                    pre_norm=pre_norm,
+                    transformer=transformer,
                     has_input_messages=k > 0,
                     embeds_neighbor_species=(k == 0) or not species_as_first_message,
                 )
                 for k in range(num_gnn_layers)
             ]
         )
+        num_readouts = 1 if last_block_readout else num_gnn_layers
+        self.first_readout_block = num_gnn_layers - num_readouts
         self.readouts = torch.nn.ModuleList(
-            [torch.nn.ModuleDict() for _ in range(num_gnn_layers)]
+            [torch.nn.ModuleDict() for _ in range(num_readouts)]
         )
 
     def add_target(self, name: str, num_outputs: int) -> None:
@@ -151,8 +161,13 @@ class PETBackbone(torch.nn.Module):
         central_tokens: List[torch.Tensor] = []
         edge_tokens: List[torch.Tensor] = []
         messages: Optional[torch.Tensor] = None
+        carried: Optional[torch.Tensor] = None
         for k, block in enumerate(self.blocks):
             subset = subsets[k]
+            if self.carry_central and k > 0:
+                carried = take_rows(
+                    central_tokens[k - 1], subsets[k - 1].local_atoms(subset.atoms)
+                )
             central, edges = block(
                 take_rows(geometry, subset.edges),
                 messages,
@@ -161,6 +176,7 @@ class PETBackbone(torch.nn.Module):
                 subset.centers,
                 take_rows(slots, subset.edges),
                 take_rows(token_weights, subset.atoms),
+                carried,
             )
             central_tokens.append(central)
             edge_tokens.append(edges)
@@ -187,7 +203,8 @@ class PETBackbone(torch.nn.Module):
         output_cutoffs = take_rows(edge_cutoffs, output_atoms.edges)
         predictions: Dict[str, torch.Tensor] = {}
         last_layer_parts: Dict[str, List[torch.Tensor]] = {}
-        for k, readouts in enumerate(self.readouts):
+        for index, readouts in enumerate(self.readouts):
+            k = index + self.first_readout_block
             for name, readout in readouts.items():
                 wanted = name in targets
                 wanted_last_layer = name in last_layer_targets

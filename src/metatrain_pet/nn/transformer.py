@@ -1,6 +1,7 @@
 """The transformer of a PET block, with cutoff-modulated attention."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -20,14 +21,17 @@ class CutoffAttention(torch.nn.Module):
     supports the double backward needed to train on forces.
     """
 
-    def __init__(self, d_model: int, num_heads: int):
+    def __init__(self, d_model: int, num_heads: int, temperature: float = 1.0):
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(
                 f"d_pet ({d_model}) must be a multiple of num_heads ({num_heads})"
             )
+        if not temperature > 0.0:
+            raise ValueError(f"attention_temperature must be > 0, got {temperature}")
         self.num_heads = num_heads
         self.d_head = d_model // num_heads
+        self.scale = 1.0 / (math.sqrt(self.d_head) * temperature)
         self.input_projection = torch.nn.Linear(d_model, 3 * d_model)
         self.output_projection = torch.nn.Linear(d_model, d_model)
 
@@ -51,12 +55,12 @@ class CutoffAttention(torch.nn.Module):
             # shifting in place is safe (matmul does not keep its output for the
             # backward) and saves two temporaries of the size of the scores.
             scores = query @ key.transpose(-1, -2)
-            scores = scores.mul_(1.0 / math.sqrt(self.d_head)).add_(bias)
+            scores = scores.mul_(self.scale).add_(bias)
             coefficients = torch.softmax(scores, dim=-1)
             mixed = coefficients @ value
         else:
             mixed = torch.nn.functional.scaled_dot_product_attention(
-                query, key, value, attn_mask=bias
+                query, key, value, attn_mask=bias, scale=self.scale
             )
         mixed = mixed.transpose(1, 2).reshape(n_env, n_tokens, d_model)
         return self.output_projection(mixed)
@@ -71,24 +75,74 @@ def log_cutoff_weights(weights: torch.Tensor) -> torch.Tensor:
     )
 
 
-class TransformerLayer(torch.nn.Module):
-    """Attention and a SiLU feed-forward network, each wrapped in a residual
-    connection, with layer normalisation after (``PostLN``, the classical
-    transformer used by the paper) or before (``PreLN``) each sub-layer."""
+class SwiGLU(torch.nn.Module):
+    """Gated feed-forward network ``W_out (u ⊙ σ(g))`` with ``(u, g) = W_in x``
+    (Shazeer, *GLU variants improve transformer*, 2020, with the sigmoid gate)."""
 
-    def __init__(
-        self, d_model: int, num_heads: int, d_feedforward: int, pre_norm: bool
-    ):
+    def __init__(self, d_model: int, d_feedforward: int):
         super().__init__()
-        self.pre_norm = pre_norm
-        self.attention = CutoffAttention(d_model, num_heads)
-        self.attention_norm = torch.nn.LayerNorm(d_model)
-        self.feedforward = torch.nn.Sequential(
+        self.input_projection = torch.nn.Linear(d_model, 2 * d_feedforward)
+        self.output_projection = torch.nn.Linear(d_feedforward, d_model)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        values, gates = self.input_projection(tokens).chunk(2, dim=-1)
+        return self.output_projection(values * torch.sigmoid(gates))
+
+
+@dataclass
+class TransformerOptions:
+    """The choices that shape every transformer layer (see ``ModelHypers``)."""
+
+    pre_norm: bool = False
+    normalization: str = "LayerNorm"
+    activation: str = "SiLU"
+    temperature: float = 1.0
+
+
+def normalization_layer(kind: str, d_model: int) -> torch.nn.Module:
+    """``LayerNorm`` (centred and scaled, with a bias) or ``RMSNorm`` (scaled by the
+    root mean square only)."""
+    if kind == "LayerNorm":
+        return torch.nn.LayerNorm(d_model)
+    if kind == "RMSNorm":
+        return torch.nn.RMSNorm(d_model)
+    raise ValueError(f"normalization must be 'LayerNorm' or 'RMSNorm', got {kind!r}")
+
+
+def feedforward_network(kind: str, d_model: int, d_feedforward: int) -> torch.nn.Module:
+    """The position-wise network of a transformer layer: ``SiLU`` (two linear
+    layers, the paper's) or ``SwiGLU``."""
+    if kind == "SiLU":
+        return torch.nn.Sequential(
             torch.nn.Linear(d_model, d_feedforward),
             torch.nn.SiLU(),
             torch.nn.Linear(d_feedforward, d_model),
         )
-        self.feedforward_norm = torch.nn.LayerNorm(d_model)
+    if kind == "SwiGLU":
+        return SwiGLU(d_model, d_feedforward)
+    raise ValueError(f"activation must be 'SiLU' or 'SwiGLU', got {kind!r}")
+
+
+class TransformerLayer(torch.nn.Module):
+    """Attention and a feed-forward network, each wrapped in a residual connection,
+    with normalisation after (``PostLN``, the classical transformer used by the
+    paper) or before (``PreLN``) each sub-layer."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_feedforward: int,
+        options: TransformerOptions,
+    ):
+        super().__init__()
+        self.pre_norm = options.pre_norm
+        self.attention = CutoffAttention(d_model, num_heads, options.temperature)
+        self.attention_norm = normalization_layer(options.normalization, d_model)
+        self.feedforward = feedforward_network(
+            options.activation, d_model, d_feedforward
+        )
+        self.feedforward_norm = normalization_layer(options.normalization, d_model)
 
     def forward(self, tokens: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
         if self.pre_norm:
@@ -100,7 +154,7 @@ class TransformerLayer(torch.nn.Module):
 
 class Transformer(torch.nn.Module):
     """A stack of ``num_layers`` transformer layers (n_TL in the paper); with
-    ``PreLN``, a final layer normalisation closes the stack."""
+    ``PreLN``, a final normalisation closes the stack."""
 
     def __init__(
         self,
@@ -108,17 +162,19 @@ class Transformer(torch.nn.Module):
         num_heads: int,
         d_feedforward: int,
         num_layers: int,
-        pre_norm: bool,
+        options: TransformerOptions,
     ):
         super().__init__()
         self.layers = torch.nn.ModuleList(
             [
-                TransformerLayer(d_model, num_heads, d_feedforward, pre_norm)
+                TransformerLayer(d_model, num_heads, d_feedforward, options)
                 for _ in range(num_layers)
             ]
         )
         self.final_norm = (
-            torch.nn.LayerNorm(d_model) if pre_norm else torch.nn.Identity()
+            normalization_layer(options.normalization, d_model)
+            if options.pre_norm
+            else torch.nn.Identity()
         )
 
     def forward(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
