@@ -121,6 +121,7 @@ def test_paper_options_file_trains_and_exports(tmp_path):
         "architecture.model.num_heads": 2,
         "architecture.model.num_attention_layers": 1,
         "architecture.training.num_epochs": 1,
+        "architecture.training.batch_size": 4,
         "architecture.training.progress_bar": "false",
         "training_set.systems.read_from": "data.xyz",
         "test_set.systems.read_from": "data.xyz",
