@@ -143,15 +143,9 @@ class Trainer(TrainerInterface[TrainerHypers]):
             self.hypers["augmentation"] == "environment",
             self.hypers["random_inversion"],
         )
-        if self.hypers["loss_normalization"] == "validation_ema" and not (
-            self.loss_normalization
-        ):
-            # Eq. 8 from the first step: seed every MSE_t with the validation error
-            # of the untrained model instead of starting un-normalised
-            seed = self._run_epoch(
-                model, val_dataloader, loss_fn, per_structure_targets, None
-            )
-            loss_fn.update_normalization(seed["per_term_mse"], self.hypers, True)
+        self._seed_loss_normalization(
+            model, val_dataloader, loss_fn, per_structure_targets
+        )
         start_epoch = 0 if self.epoch is None else self.epoch + 1
         end_epoch = self.hypers["num_epochs"]
         logging.info(f"Starting training at epoch {start_epoch}")
@@ -350,6 +344,24 @@ class Trainer(TrainerInterface[TrainerHypers]):
             name: value / max(n_batches, 1) for name, value in term_sums.items()
         }
         return info
+
+    def _seed_loss_normalization(
+        self,
+        model: PET,
+        val_dataloader: CombinedDataLoader,
+        loss_fn: NormalizedLoss,
+        per_structure_targets: List[str],
+    ) -> None:
+        """Eq. 8 from the first step: seed every MSE_t with the validation error of
+        the model before training (not on restart, which keeps its averages)."""
+        if self.hypers["loss_normalization"] != "validation_ema":
+            return
+        if self.loss_normalization:
+            return
+        seed = self._run_epoch(
+            model, val_dataloader, loss_fn, per_structure_targets, None
+        )
+        loss_fn.update_normalization(seed["per_term_mse"], self.hypers, True)
 
     def _set_learning_rate(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
