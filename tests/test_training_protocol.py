@@ -91,6 +91,21 @@ def test_warmup_is_linear_then_step_lr():
     assert factors[2:] == pytest.approx([1.0, 0.5, 0.5, 0.5, 0.25, 0.25])
 
 
+def test_cosine_decays_from_the_end_of_warmup_to_zero_at_the_last_step():
+    def factor(step):
+        # 10 epochs of 4 steps, 1 warm-up epoch: the cosine spans steps 4 to 40
+        return learning_rate_factor(step, 4, 1, 3, 0.5, None, 10, cosine_epochs=10)
+
+    assert [factor(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert factor(4) == pytest.approx(1.0)
+    assert factor(22) == pytest.approx(0.5)
+    assert factor(40) == pytest.approx(0.0, abs=1e-12)
+    assert factor(100) == pytest.approx(0.0, abs=1e-12)
+    # monotonic after the warm-up
+    values = [factor(s) for s in range(4, 41)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
 def test_fast_decay_freezes_step_lr_and_falls_linearly_to_zero():
     def factor(epoch):
         return learning_rate_factor(epoch * 10, 10, 0, 4, 0.5, 5, 4)
@@ -502,6 +517,8 @@ def test_trainer_checks_its_options_on_the_python_api():
         check_trainer_hypers(trainer_hypers(log_interval=0), info.targets)
     with pytest.raises(ValueError, match="not among the training targets"):
         check_trainer_hypers(trainer_hypers(loss={"mtt::dipole": "mse"}), info.targets)
+    with pytest.raises(ValueError, match="`energy_weight` must be >= 0"):
+        check_trainer_hypers(trainer_hypers(energy_weight=-1.0), info.targets)
     with pytest.raises(ValueError, match="`loss_ema_alpha` must be in"):
         check_trainer_hypers(trainer_hypers(loss_ema_alpha=0.0), info.targets)
     check_trainer_hypers(trainer_hypers(augmentation="environment"), info.targets)

@@ -490,6 +490,11 @@ def check_trainer_hypers(hypers: TrainerHypers, targets: Dict[str, TargetInfo]) 
             raise ValueError(
                 f"training option `{name}` must be >= 0, got {hypers[name]}"
             )
+    energy_weight = hypers["energy_weight"]
+    if not energy_weight >= 0.0:
+        raise ValueError(
+            f"training option `energy_weight` must be >= 0, got {energy_weight}"
+        )
     if not 0.0 < hypers["loss_ema_alpha"] <= 1.0:
         raise ValueError(
             "training option `loss_ema_alpha` must be in (0, 1], got "

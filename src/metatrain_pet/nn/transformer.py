@@ -91,12 +91,13 @@ class SwiGLU(torch.nn.Module):
 
 @dataclass
 class TransformerOptions:
-    """The choices that shape every transformer layer (see ``ModelHypers``)."""
+    """The choices that shape every transformer layer (their defaults are those of
+    ``ModelHypers``)."""
 
-    pre_norm: bool = False
-    normalization: str = "LayerNorm"
-    activation: str = "SiLU"
-    temperature: float = 1.0
+    pre_norm: bool
+    normalization: str
+    activation: str
+    temperature: float
 
 
 def normalization_layer(kind: str, d_model: int) -> torch.nn.Module:
