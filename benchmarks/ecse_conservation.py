@@ -37,11 +37,11 @@ from metatomic.torch import AtomisticModel, ModelOutput, System
 
 from engines import DATA, add_seeds_argument, run_ase, run_seeds
 from metatrain_pet.ecse import symmetrize
+from metatrain_pet.pet.untrained import TINY_SIZES, untrained_energy_model
 from metatrain_pet.symmetry.diagnostics import (
     random_orthogonal_matrices,
     symmetry_errors,
 )
-from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
 
 BOND_RANGE = 2.6
 STIFFNESS = 10.0

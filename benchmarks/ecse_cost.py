@@ -21,7 +21,7 @@ from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 from scipy.spatial.transform import Rotation
 
 from metatrain_pet.ecse import symmetrize
-from metatrain_pet.untrained import untrained_energy_model
+from metatrain_pet.pet.untrained import untrained_energy_model
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data"
 SETTINGS = {

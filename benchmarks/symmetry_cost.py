@@ -30,6 +30,7 @@ import torch
 from inference import ecse_settings
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
+from metatrain_pet.pet.untrained import untrained_energy_model
 from metatrain_pet.symmetry.diagnostics import (
     predict,
     random_orthogonal_matrices,
@@ -37,7 +38,6 @@ from metatrain_pet.symmetry.diagnostics import (
 )
 from metatrain_pet.symmetry.grid import grid_average, grid_evaluation_count
 from metatrain_pet.symmetry.random_rotation import random_rotation_average
-from metatrain_pet.untrained import untrained_energy_model
 
 DATA_DIRECTORY = Path(__file__).resolve().parents[1] / "tests" / "data"
 

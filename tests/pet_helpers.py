@@ -11,8 +11,8 @@ from metatrain.utils.architectures import get_default_hypers
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
 from metatrain_pet import ARCHITECTURE_NAME
-from metatrain_pet.model import PET
-from metatrain_pet.untrained import untrained_energy_model
+from metatrain_pet.pet.model import PET
+from metatrain_pet.pet.untrained import untrained_energy_model
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,7 +10,7 @@ import torch
 from metatomic.torch import ModelOutput
 
 from metatrain_pet.ecse.hypers import TIGHT_PRESET
-from metatrain_pet.model import PET
+from metatrain_pet.pet.model import PET
 from pet_helpers import (
     DATA,
     energy_and_forces,

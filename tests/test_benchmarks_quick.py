@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
+from metatrain_pet.pet.untrained import TINY_SIZES, untrained_energy_model
 
 REPO = Path(__file__).resolve().parents[1]
 

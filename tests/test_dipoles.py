@@ -18,8 +18,8 @@ from metatrain.utils.omegaconf import expand_dataset_config
 from omegaconf import OmegaConf
 from scipy.spatial.transform import Rotation
 
-from metatrain_pet.model import PET
-from metatrain_pet.trainer import Trainer
+from metatrain_pet.pet.model import PET
+from metatrain_pet.training.trainer import Trainer
 from pet_helpers import DATA, tiny_hypers
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from metatrain.utils.architectures import get_default_hypers
 
-from metatrain_pet.model import PET
-from metatrain_pet.trainer import Trainer
+from metatrain_pet.pet.model import PET
+from metatrain_pet.training.trainer import Trainer
 from pet_helpers import DATA, energy_and_forces
 from test_training_protocol import ethanol_data
 

@@ -18,15 +18,15 @@ from metatrain.utils.data.target_info import get_generic_target_info
 from metatrain.utils.omegaconf import expand_dataset_config
 from omegaconf import OmegaConf
 
-from metatrain_pet.loss import NormalizedLoss
-from metatrain_pet.model import PET
 from metatrain_pet.nn.environment_rotation import (
     cartesian_rank,
     random_rotation_matrices,
     rotate_to_laboratory_frame,
 )
-from metatrain_pet.schedule import learning_rate_factor
-from metatrain_pet.trainer import Trainer, check_trainer_hypers
+from metatrain_pet.pet.model import PET
+from metatrain_pet.training.loss import NormalizedLoss
+from metatrain_pet.training.schedule import learning_rate_factor
+from metatrain_pet.training.trainer import Trainer, check_trainer_hypers
 from pet_helpers import DATA, energy_model, system_from_atoms, tiny_hypers
 
 

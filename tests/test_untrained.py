@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
+from metatrain_pet.pet.untrained import TINY_SIZES, untrained_energy_model
 
 
 @pytest.mark.parametrize("architecture", ["experimental.pet_ecse", "pet"])

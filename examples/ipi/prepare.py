@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ase.io
 
-from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
+from metatrain_pet.pet.untrained import TINY_SIZES, untrained_energy_model
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

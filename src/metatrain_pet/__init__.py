@@ -4,25 +4,27 @@ The architecture is reached by metatrain as ``experimental.pet_ecse``. Imports a
 lazy: metatrain loads ``documentation.py`` by file path and must not pay for torch.
 """
 
+from .pet.checkpoints import ARCHITECTURE_NAME
+
 __version__ = "0.1.0"
 
 __authors__ = [("metatrain-pet developers", "@metatrain-pet")]
 __maintainers__ = [("metatrain-pet developers", "@metatrain-pet")]
 
-ARCHITECTURE_NAME = "experimental.pet_ecse"
+__all__ = ["ARCHITECTURE_NAME"]
 
 
 def __getattr__(name: str):
     if name == "__model__":
-        from .model import PET
+        from .pet.model import PET
 
         return PET
     if name == "__trainer__":
-        from .trainer import Trainer
+        from .training.trainer import Trainer
 
         return Trainer
     if name == "__capabilities__":
-        from .model import PET
+        from .pet.model import PET
 
         return {
             "supported_devices": PET.__supported_devices__,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from ecse_toy_model import export_toy_model
 
-from metatrain_pet.untrained import TINY_SIZES, untrained_energy_model
+from metatrain_pet.pet.untrained import TINY_SIZES, untrained_energy_model
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated.*")

@@ -10,7 +10,7 @@ from metatrain_pet.ecse.frames import (
     mirrored_frames,
     ordered_neighbor_pairs,
 )
-from metatrain_pet.ecse.smooth import lambert_T
+from metatrain_pet.geometry.switching import lambert_T
 
 DTYPE = torch.float64
 

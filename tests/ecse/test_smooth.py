@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from metatrain_pet.ecse.smooth import (
+from metatrain_pet.geometry.switching import (
     angular_cutoff_q1,
     angular_cutoff_q2,
     cutoff_fc,

@@ -14,7 +14,7 @@ import ase.io
 import pytest
 import torch
 
-from metatrain_pet.untrained import TINY_SIZES
+from metatrain_pet.pet.untrained import TINY_SIZES
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -51,7 +51,7 @@ PRIMARY_FAMILY = "pet_ecse"
 def _build_model(family: str, dtype: torch.dtype):
     from metatrain.utils.architectures import get_default_hypers
 
-    from metatrain_pet.untrained import untrained_energy_model
+    from metatrain_pet.pet.untrained import untrained_energy_model
 
     architecture = MODEL_FAMILIES[family]
     known = get_default_hypers(architecture)["model"]

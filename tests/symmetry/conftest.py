@@ -2,7 +2,7 @@
 
 An untrained PET is far from rotationally invariant, which is what the symmetry
 tools must detect and remove. metatrain's own ``pet`` architecture is used so that
-these tests do not depend on the PET being written in :mod:`metatrain_pet.model`.
+these tests do not depend on the PET being written in :mod:`metatrain_pet.pet.model`.
 """
 
 from pathlib import Path
@@ -12,7 +12,7 @@ import pytest
 import torch
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
-from metatrain_pet.untrained import untrained_energy_model
+from metatrain_pet.pet.untrained import untrained_energy_model
 
 DATA_DIRECTORY = Path(__file__).resolve().parents[1] / "data"
 ETHANOL_PATH = DATA_DIRECTORY / "ethanol_40.xyz"

@@ -6,7 +6,7 @@ import torch
 from metatensor.torch import Labels, TensorBlock
 from metatomic.torch import load_atomistic_model
 
-from metatrain_pet.rotations import quaternions_to_matrices
+from metatrain_pet.geometry.rotations import quaternions_to_matrices
 from metatrain_pet.symmetry.diagnostics import predict, rotated
 from metatrain_pet.symmetry.grid import grid_average
 from metatrain_pet.symmetry.random_rotation import (

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .smooth import angular_cutoff_q1, cutoff_fc, smooth_max_weighted
+from ..geometry.switching import angular_cutoff_q1, cutoff_fc, smooth_max_weighted
 
 
 def prune_weights(

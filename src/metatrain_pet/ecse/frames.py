@@ -15,7 +15,7 @@ from typing import Tuple
 
 import torch
 
-from .smooth import (
+from ..geometry.switching import (
     angular_cutoff_q1,
     angular_cutoff_q2,
     cutoff_fc,

@@ -18,7 +18,7 @@ from typing import List
 import torch
 from metatensor.torch import Labels
 
-from ..rotations import quaternions_to_matrices
+from ..geometry.rotations import quaternions_to_matrices
 
 
 def random_rotation_matrices(

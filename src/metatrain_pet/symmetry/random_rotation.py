@@ -24,7 +24,7 @@ from metatomic.torch import (
     register_autograd_neighbors,
 )
 
-from ..rotations import quaternions_to_matrices
+from ..geometry.rotations import quaternions_to_matrices
 from .capabilities import declared_capabilities
 
 

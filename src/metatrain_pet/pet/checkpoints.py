@@ -8,6 +8,9 @@ and store a reference checkpoint of the new version in ``tests/checkpoints/``.
 
 from typing import Any, Callable, Dict
 
+ARCHITECTURE_NAME = "experimental.pet_ecse"
+"""The name metatrain knows the architecture by, stored in every checkpoint."""
+
 
 def model_update_v1_v2(checkpoint: Dict[str, Any]) -> None:
     """Version 2 adds the ECSE parameter ``frame_types`` (all types, as before)."""

@@ -1,6 +1,6 @@
 """PET as a metatrain architecture: the ``ModelInterface`` of ``experimental.pet_ecse``.
 
-:class:`PET` owns the neural network (:class:`metatrain_pet.network.PETNetwork`), the
+:class:`PET` owns the neural network (:class:`~metatrain_pet.pet.network.PETNetwork`),
 composition baseline and target scales (handled by the trainer during training,
 applied here in evaluation mode), checkpoints and the export to a metatomic
 ``AtomisticModel``.
@@ -28,9 +28,10 @@ from metatrain.utils.dtype import dtype_to_str
 from metatrain.utils.hypers import raise_if_hypers_mismatch
 from metatrain.utils.metadata import merge_metadata
 
-from . import ARCHITECTURE_NAME, checkpoints
-from .documentation import ModelHypers
-from .ecse.wrapper import NUM_FRAMES_OUTPUT, ECSEModel
+from ..documentation import ModelHypers
+from ..ecse.wrapper import NUM_FRAMES_OUTPUT, ECSEModel
+from . import checkpoints
+from .checkpoints import ARCHITECTURE_NAME
 from .network import PETNetwork, last_layer_features_name
 
 

@@ -16,8 +16,8 @@ from metatomic.torch import System
 from metatrain.utils.augmentation import O3Augmenter
 from metatrain.utils.data import TargetInfo
 
-from .network import PETNetwork
-from .nn.environment_rotation import random_rotation_matrices
+from ..nn.environment_rotation import random_rotation_matrices
+from ..pet.network import PETNetwork
 
 
 class StructureRotation:

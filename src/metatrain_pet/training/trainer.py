@@ -37,15 +37,15 @@ from metatrain.utils.per_atom import average_by_num_atoms
 from metatrain.utils.scaler import get_remove_scale_transform
 from metatrain.utils.transfer import batch_to
 
-from . import checkpoints
+from ..documentation import TrainerHypers
+from ..pet import checkpoints
+from ..pet.model import PET
 from .augmentation import (
     StructureRotation,
     check_environment_augmentation,
     set_environment_rotation,
 )
-from .documentation import TrainerHypers
 from .loss import NormalizedLoss, expand_loss_hypers
-from .model import PET
 from .schedule import learning_rate_factor
 
 

@@ -3,7 +3,7 @@ pure-torch backbone, and wraps the per-atom predictions into ``TensorMap``.
 
 This module has the forward signature of a metatomic model, so that the ECSE wrapper
 (which knows nothing of PET) can symmetrize it. Composition baselines and scales are
-not applied here but in :class:`metatrain_pet.model.PET`.
+not applied here but in :class:`metatrain_pet.pet.model.PET`.
 """
 
 from typing import Dict, List, Optional
@@ -13,16 +13,16 @@ import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
-from .ecse.smooth import cutoff_fc
-from .nn.edges import environment_slots, reversed_edges, sort_edges_by_center
-from .nn.environment_rotation import (
+from ..geometry.switching import cutoff_fc
+from ..nn.edges import environment_slots, reversed_edges, sort_edges_by_center
+from ..nn.environment_rotation import (
     random_rotation_matrices,
     rotate_edge_vectors,
     rotate_to_laboratory_frame,
 )
-from .nn.pet import PETBackbone
-from .nn.receptive_field import atoms_needed_per_block
-from .nn.transformer import TransformerOptions
+from ..nn.pet import PETBackbone
+from ..nn.receptive_field import atoms_needed_per_block
+from ..nn.transformer import TransformerOptions
 
 
 class TargetLayout(torch.nn.Module):
