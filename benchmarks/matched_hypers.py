@@ -26,7 +26,7 @@ def matched_hypers(**sizes) -> dict:
         cutoff_width=ours["cutoff_width"],
         d_pet=ours["d_pet"],
         d_node=ours["d_pet"],
-        d_head=ours["d_head"],
+        d_head=ours["d_readout"],
         d_feedforward=ours["d_feedforward"],
         num_heads=ours["num_heads"],
         num_attention_layers=ours["num_attention_layers"],

@@ -554,7 +554,7 @@ def main():
     quick = args.quick
     # a small model, matched on both sides: for --quick, for the scaling section
     # (up to 12288 atoms) and for ECSE (hundreds of evaluations per structure)
-    small = {"d_pet": 32, "d_head": 32, "d_feedforward": 64}
+    small = {"d_pet": 32, "d_readout": 32, "d_feedforward": 64}
     args.model_sizes = small if quick else {}
     args.ecse_sizes = small
     args.ecse_systems = ["ethanol"]

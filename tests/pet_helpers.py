@@ -22,7 +22,7 @@ def tiny_hypers(**overrides) -> dict:
     hypers.update(
         d_pet=16,
         d_feedforward=32,
-        d_head=16,
+        d_readout=16,
         num_heads=2,
         num_attention_layers=2,
         num_gnn_layers=2,

@@ -23,7 +23,7 @@ architecture:
     cutoff: 4.0
     d_pet: 8
     d_feedforward: 16
-    d_head: 8
+    d_readout: 8
     num_heads: 2
     num_attention_layers: 1
     num_gnn_layers: 2
@@ -117,7 +117,7 @@ def test_paper_options_file_trains_and_exports(tmp_path):
     overrides = {
         "architecture.model.d_pet": 8,
         "architecture.model.d_feedforward": 16,
-        "architecture.model.d_head": 8,
+        "architecture.model.d_readout": 8,
         "architecture.model.num_heads": 2,
         "architecture.model.num_attention_layers": 1,
         "architecture.training.num_epochs": 1,

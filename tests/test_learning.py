@@ -30,7 +30,7 @@ that stops learning forces stays above the bound."""
 def small_default_hypers() -> dict:
     """The default model hyper-parameters at a width that trains in seconds."""
     hypers = get_default_hypers("experimental.pet_ecse")["model"]
-    hypers.update(d_pet=32, d_feedforward=64, d_head=32)
+    hypers.update(d_pet=32, d_feedforward=64, d_readout=32)
     return hypers
 
 

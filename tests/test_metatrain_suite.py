@@ -42,7 +42,7 @@ class PETECSETests(ArchitectureTests):
         hypers = small_hypers()
         hypers["d_pet"] = 2
         hypers["d_feedforward"] = 2
-        hypers["d_head"] = 2
+        hypers["d_readout"] = 2
         hypers["num_heads"] = 1
         hypers["num_attention_layers"] = 1
         hypers["num_gnn_layers"] = 1
@@ -53,7 +53,7 @@ def small_hypers() -> dict:
     hypers = copy.deepcopy(get_default_hypers("experimental.pet_ecse")["model"])
     hypers["d_pet"] = 16
     hypers["d_feedforward"] = 32
-    hypers["d_head"] = 16
+    hypers["d_readout"] = 16
     hypers["num_heads"] = 2
     hypers["num_attention_layers"] = 1
     hypers["num_gnn_layers"] = 2
@@ -79,7 +79,7 @@ class TestOutput(OutputTests, PETECSETests):
             if model_hypers["readout"] == "last_block"
             else model_hypers["num_gnn_layers"]
         )
-        return 2 * model_hypers["d_head"] * blocks
+        return 2 * model_hypers["d_readout"] * blocks
 
 
 class TestOutputOnlyLengths(TestOutput):

@@ -105,9 +105,11 @@ def test_only_the_receptive_field_is_processed():
     systems = _systems(model)
     selected = _selection(systems, fraction=0.05)
     processed = []
-    for block in model.network.backbone.blocks:
+    for block in model.network.message_passing.blocks:
         block.register_forward_hook(
-            lambda module, inputs, output: processed.append(inputs[2].shape[0])
+            lambda module, inputs, output: processed.append(
+                inputs[0].center_species.shape[0]
+            )
         )
     _per_atom(model, systems, ["energy"], selected)
     n_atoms = sum(len(system) for system in systems)

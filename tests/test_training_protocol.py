@@ -9,7 +9,6 @@ import logging
 import ase.io
 import pytest
 import torch
-from metatensor.torch import Labels
 from metatomic.torch import ModelEvaluationOptions, ModelOutput
 from metatrain.cli.train import train_model
 from metatrain.utils.architectures import get_default_hypers
@@ -18,10 +17,10 @@ from metatrain.utils.data.target_info import get_generic_target_info
 from metatrain.utils.omegaconf import expand_dataset_config
 from omegaconf import OmegaConf
 
-from metatrain_pet.nn.environment_rotation import (
+from metatrain_pet.geometry.rotations import (
     cartesian_rank,
-    random_rotation_matrices,
-    rotate_to_laboratory_frame,
+    random_rotations,
+    rotate_back,
 )
 from metatrain_pet.pet.model import PET
 from metatrain_pet.training.loss import NormalizedLoss
@@ -308,33 +307,26 @@ def test_one_summary_line_per_epoch(tmp_path, caplog):
 
 def test_laboratory_frame_rotation_of_vectors_and_rank_2_tensors():
     torch.manual_seed(0)
-    rotations = random_rotation_matrices(5, True, torch.float64, torch.device("cpu"))
+    rotations = random_rotations(5, True, torch.float64, torch.device("cpu"))
     assert torch.allclose(
         rotations @ rotations.transpose(1, 2),
         torch.eye(3, dtype=torch.float64).expand(5, 3, 3),
     )
-    xyz = Labels.range("xyz", 3)
     vectors = torch.randn(5, 3, 2, dtype=torch.float64)
     tensors = torch.randn(5, 3, 3, 1, dtype=torch.float64)
     scalars = torch.randn(5, 1, dtype=torch.float64)
-    values = torch.cat([scalars, vectors.reshape(5, 6), tensors.reshape(5, 9)], dim=1)
-    rotated = rotate_to_laboratory_frame(
-        values,
-        rotations,
-        [[], [xyz], [Labels.range("xyz_1", 3), Labels.range("xyz_2", 3)]],
-        [[1], [3, 2], [3, 3, 1]],
-        [1, 6, 9],
-    )
     expected_vectors = torch.einsum("iba,ibp->iap", rotations, vectors)
     expected_tensors = torch.einsum("iba,ibdp,idc->iacp", rotations, tensors, rotations)
-    assert torch.equal(rotated[:, :1], scalars)
-    assert torch.allclose(rotated[:, 1:7].reshape(5, 3, 2), expected_vectors)
-    assert torch.allclose(rotated[:, 7:].reshape(5, 3, 3, 1), expected_tensors)
+    assert torch.equal(rotate_back(scalars, rotations, 0), scalars)
+    assert torch.allclose(rotate_back(vectors, rotations, 1), expected_vectors)
+    assert torch.allclose(rotate_back(tensors, rotations, 2), expected_tensors)
+    assert cartesian_rank(["xyz"], "dipole", "test") == 1
+    assert cartesian_rank(["xyz_1", "xyz_2"], "polarizability", "test") == 2
 
 
 def test_spherical_components_are_refused():
-    with pytest.raises(ValueError, match="only scalar and Cartesian targets"):
-        cartesian_rank([Labels.range("o3_mu", 3)])
+    with pytest.raises(ValueError, match="cannot rotate output 'spherical' back"):
+        cartesian_rank(["o3_mu"], "spherical", "per-environment augmentation")
 
 
 def test_environment_rotation_only_acts_in_training_mode():
@@ -385,9 +377,7 @@ def test_per_atom_vectors_follow_the_environment_rotations():
 
     model.train()
     torch.manual_seed(7)
-    rotations = random_rotation_matrices(
-        len(atoms), False, torch.float64, torch.device("cpu")
-    )
+    rotations = random_rotations(len(atoms), False, torch.float64, torch.device("cpu"))
     torch.manual_seed(7)
     system = system_from_atoms(model, atoms)
     trained_frame = model.network([system], outputs)["mtt::dipole"].block().values
@@ -434,7 +424,7 @@ OPTIONS = {
         "model": {
             "d_pet": 8,
             "d_feedforward": 8,
-            "d_head": 8,
+            "d_readout": 8,
             "num_heads": 1,
             "num_attention_layers": 1,
             "num_gnn_layers": 1,

@@ -75,7 +75,7 @@ class ModelHypers(TypedDict):
     SiLU between them (the paper's) or a gated ``SwiGLU`` network."""
     attention_temperature: float = 1.0
     """Attention scores are divided by ``sqrt(d_pet / num_heads) * temperature``."""
-    d_head: int = 128
+    d_readout: int = 128
     """Hidden width of the atomic (H_c) and bond (H_n) prediction heads."""
     bond_aggregation: Literal["sum", "average"] = "sum"
     """How bond contributions of a block are aggregated on the central atom: the

@@ -20,7 +20,7 @@ ETHANOL_PATH = DATA_DIRECTORY / "ethanol_40.xyz"
 TINY_PET_HYPERS = {
     "cutoff": 4.0,
     "d_pet": 16,
-    "d_head": 16,
+    "d_readout": 16,
     "d_node": 16,
     "d_feedforward": 32,
     "num_heads": 2,

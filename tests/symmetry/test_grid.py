@@ -77,7 +77,10 @@ def test_symmetry_error_falls_with_order(raw_model, ethanol_frames):
     rotations = random_orthogonal_matrices(3, seed=1)
     atoms = ethanol_frames[0]
     errors = [symmetry_errors(raw_model, atoms, rotations)]
-    for order in (1, 2, 3):
+    # orders 2 and 3 share one Lebedev sphere (6 points) and differ only in the
+    # in-plane rotations, so their order depends on the rotations drawn: compare
+    # grids of distinct sphere degrees
+    for order in (1, 3, 5):
         averaged = grid_average(raw_model, order, batch_size=64)
         errors.append(symmetry_errors(averaged, atoms, rotations, batch_size=1))
 

@@ -12,7 +12,7 @@ from metatrain_pet.symmetry.grid import grid_average
 from metatrain_pet.symmetry.random_rotation import (
     RandomRotationModel,
     random_rotation_average,
-    rotate_block_back,
+    rotate_back_by_system,
 )
 
 N_CALLS = 80
@@ -99,20 +99,20 @@ def test_vectors_and_tensors_are_rotated_back():
 
     vectors = torch.randn(4, 3, 1, dtype=torch.float64, generator=generator)
     rotated_vectors = torch.einsum("sij,sjp->sip", per_sample, vectors)
-    back = rotate_block_back("force", _block(rotated_vectors, ["xyz"]), rotations)
+    back = rotate_back_by_system("force", _block(rotated_vectors, ["xyz"]), rotations)
     assert torch.allclose(back.values, vectors)
 
     tensors = torch.randn(4, 3, 3, 1, dtype=torch.float64, generator=generator)
     rotated_tensors = torch.einsum(
         "sij,sjkp,slk->silp", per_sample, tensors, per_sample
     )
-    back = rotate_block_back(
+    back = rotate_back_by_system(
         "stress", _block(rotated_tensors, ["xyz_1", "xyz_2"]), rotations
     )
     assert torch.allclose(back.values, tensors)
 
     with pytest.raises(ValueError, match="cannot rotate output 'dipole' back"):
-        rotate_block_back("dipole", _block(vectors, ["o3_mu"]), rotations)
+        rotate_back_by_system("dipole", _block(vectors, ["o3_mu"]), rotations)
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True])

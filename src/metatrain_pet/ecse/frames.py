@@ -15,6 +15,7 @@ from typing import Tuple
 
 import torch
 
+from ..geometry.segments import rows_of_segments, segment_offsets
 from ..geometry.switching import (
     angular_cutoff_q1,
     angular_cutoff_q2,
@@ -34,20 +35,42 @@ def ordered_neighbor_pairs(
     ``centers`` must be sorted. Returns the indices of the first and second edge of
     every pair; there are Σ_i n_i (n_i - 1) of them.
     """
-    n_edges = centers.shape[0]
-    counts = torch.bincount(centers, minlength=n_centers)
-    starts = torch.cumsum(counts, 0) - counts
-    partners = counts[centers]
-    first = torch.repeat_interleave(
-        torch.arange(n_edges, device=centers.device), partners
-    )
-    block_starts = torch.cumsum(partners, 0) - partners
-    rank = torch.arange(
-        first.shape[0], device=centers.device
-    ) - torch.repeat_interleave(block_starts, partners)
-    second = starts[centers[first]] + rank
+    first, second = rows_of_segments(centers, segment_offsets(centers, n_centers))
     distinct = first != second
     return first[distinct], second[distinct]
+
+
+def frame_weights(
+    pair_radial: torch.Tensor,
+    z: torch.Tensor,
+    omega: torch.Tensor,
+    delta_omega: torch.Tensor,
+    use_q2: bool,
+) -> torch.Tensor:
+    """Weight of the frame of every pair (j, j') (Eq. 18):
+    w_jj' = f_c(r_j | R_in) f_c(r_j' | R_in) q_c(|v̂_j × v̂_j'|² | ω, Δ_ω).
+
+    :param pair_radial: f_c(r_j | R_in, Δ_Rc) f_c(r_j' | R_in, Δ_Rc)
+    :param z: |v̂_j × v̂_j'|²
+    :param use_q2: q_c = q_c^2 (Eq. 11) rather than q_c^1 (Eq. 10)
+    """
+    if use_q2:
+        return pair_radial * angular_cutoff_q2(z, omega, delta_omega)
+    return pair_radial * angular_cutoff_q1(z, omega, delta_omega)
+
+
+def adaptive_omega(
+    z: torch.Tensor,
+    pair_radial: torch.Tensor,
+    pair_centers: torch.Tensor,
+    n_centers: int,
+    beta_omega: float,
+) -> torch.Tensor:
+    """Adaptive angular threshold of every environment (Eq. 21):
+    ω = ½ SmoothMaxWeighted({(z_jj', f_c f_c)} | β_ω), so that the best pairs of a
+    nearly collinear environment still make frames. Returns the smooth maximum
+    per environment (ω and Δ_ω are half of it)."""
+    return smooth_max_weighted(z, pair_radial, pair_centers, n_centers, beta_omega)
 
 
 def frame_from_pair(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
@@ -210,7 +233,7 @@ class FrameBuilder(torch.nn.Module):
         :param vectors: (E, 3) displacement from the centre to the neighbour; edges
             of zero length must not be included
         :param n_centers: number of environments
-        :return: ``(frame_centers, rotations, weights)``: the environment of each
+        :return: ``(pools, rotations, weights)``: the environment (pool) of each
             frame, the (F, 3, 3) frames and their weights w_jj' (Eq. 18). Only frames
             of positive weight are returned.
         """
@@ -223,7 +246,6 @@ class FrameBuilder(torch.nn.Module):
         first, second = ordered_neighbor_pairs(centers, n_centers)
         pair_centers = centers[first]
         z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
-
         r_in = self.inner_cutoff(distances, z, pair_centers, first, second, n_centers)
         delta_r = torch.tensor(
             self.delta_r, dtype=distances.dtype, device=distances.device
@@ -233,38 +255,54 @@ class FrameBuilder(torch.nn.Module):
 
         axis_share = torch.zeros(n_centers, dtype=z.dtype, device=z.device)
         if self.adaptive:
-            spread = smooth_max_weighted(
+            spread = adaptive_omega(
                 z, pair_radial, pair_centers, n_centers, self.beta_omega
             )
             omega = 0.5 * spread[pair_centers]
-            delta_omega = omega
+            weights = frame_weights(pair_radial, z, omega, omega, self.use_q2)
             threshold = torch.full_like(spread, self.collinear_z)
             axis_share = 1.0 - angular_cutoff_q1(spread, threshold, threshold)
+            weights = weights * (1.0 - axis_share[pair_centers])
         else:
             omega = torch.full_like(z, self.omega)
             delta_omega = torch.full_like(z, self.delta_omega)
-        if self.use_q2:
-            angular = angular_cutoff_q2(z, omega, delta_omega)
-        else:
-            angular = angular_cutoff_q1(z, omega, delta_omega)
-        pair_weights = pair_radial * angular * (1.0 - axis_share[pair_centers])
+            weights = frame_weights(pair_radial, z, omega, delta_omega, self.use_q2)
 
-        kept = pair_weights > 0.0
-        frame_centers = pair_centers[kept]
-        weights = pair_weights[kept]
+        kept = weights > 0.0
+        pools = pair_centers[kept]
         rotations = frame_from_pair(vectors[first[kept]], vectors[second[kept]])
-
+        weights = weights[kept]
         if self.adaptive:
-            axis_weights = radial * axis_share[centers] * self.collinear_z
-            collinear_edges = axis_weights > 0.0
-            axis_frames = frames_around_axis(vectors[collinear_edges])
-            frame_centers = torch.cat(
-                [frame_centers, centers[collinear_edges].repeat(4)]
+            return self._with_axis_frames(
+                pools,
+                rotations,
+                weights,
+                centers,
+                vectors,
+                radial * axis_share[centers],
             )
-            weights = torch.cat([weights, axis_weights[collinear_edges].repeat(4)])
-            rotations = torch.cat([rotations, axis_frames.reshape(-1, 3, 3)])
-            frame_centers = torch.cat([frame_centers, frame_centers])
-            weights = torch.cat([weights, weights])
-            rotations = torch.cat([rotations, mirrored_frames(rotations)])
+        return pools, rotations, weights
 
-        return frame_centers, rotations, weights
+    def _with_axis_frames(
+        self,
+        pools: torch.Tensor,
+        rotations: torch.Tensor,
+        weights: torch.Tensor,
+        centers: torch.Tensor,
+        vectors: torch.Tensor,
+        axis_radial: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Adaptive fallback (App. F.3): add the frames around the neighbour
+        directions of (nearly) collinear environments, weighted
+        f_c(r_j | R_in) · share · 1e-8, then every frame mirrored."""
+        axis_weights = axis_radial * self.collinear_z
+        collinear = axis_weights > 0.0
+        axis_frames = frames_around_axis(vectors[collinear])
+        pools = torch.cat([pools, centers[collinear].repeat(4)])
+        weights = torch.cat([weights, axis_weights[collinear].repeat(4)])
+        rotations = torch.cat([rotations, axis_frames.reshape(-1, 3, 3)])
+        return (
+            torch.cat([pools, pools]),
+            torch.cat([rotations, mirrored_frames(rotations)]),
+            torch.cat([weights, weights]),
+        )

@@ -12,6 +12,8 @@ environments are reduced at once without Python loops.
 
 import torch
 
+from .segments import segment_sum
+
 
 def _switch_down(x: torch.Tensor) -> torch.Tensor:
     """Smooth step from 1 at ``x <= -1`` to 0 at ``x >= 1``.
@@ -68,13 +70,6 @@ def angular_cutoff_q2(
     return z * angular_cutoff_q1(z, omega, delta)
 
 
-def _segment_sum(
-    values: torch.Tensor, segments: torch.Tensor, n_segments: int
-) -> torch.Tensor:
-    result = torch.zeros(n_segments, dtype=values.dtype, device=values.device)
-    return result.index_add(0, segments, values)
-
-
 def smooth_max_weighted(
     values: torch.Tensor,
     weights: torch.Tensor,
@@ -100,8 +95,8 @@ def smooth_max_weighted(
     shift = torch.where(torch.isinf(shift), torch.zeros_like(shift), shift)
     exponent = torch.where(positive, scaled - shift[segments], torch.zeros_like(scaled))
     factors = torch.exp(exponent) * weights
-    numerator = _segment_sum(factors * values, segments, n_segments)
-    denominator = _segment_sum(factors, segments, n_segments)
+    numerator = segment_sum(factors * values, segments, n_segments)
+    denominator = segment_sum(factors, segments, n_segments)
     empty = denominator <= 0.0
     safe_denominator = torch.where(empty, torch.ones_like(denominator), denominator)
     return torch.where(empty, torch.zeros_like(numerator), numerator / safe_denominator)

@@ -16,6 +16,8 @@ from typing import List, Optional
 
 import torch
 
+from .environments import Environments
+
 
 def atoms_needed_per_block(
     selected: torch.Tensor,
@@ -95,13 +97,24 @@ class AtomSubset:
             return edges
         return position[edges]
 
-    def scatter_atoms(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-atom values of the subset into a tensor over all atoms (zeros
-        elsewhere)."""
-        atoms = self.atoms
-        position = self.atom_position
-        if atoms is None or position is None:
-            return values
-        shape = [position.shape[0]] + list(values.shape[1:])
-        full = torch.zeros(shape, dtype=values.dtype, device=values.device)
-        return full.index_copy(0, atoms, values)
+    def take_atoms(self, values: torch.Tensor) -> torch.Tensor:
+        """Rows of per-atom ``values`` (over all atoms) for this subset's atoms."""
+        return take_rows(values, self.atoms)
+
+    def take_edges(self, values: torch.Tensor) -> torch.Tensor:
+        """Rows of per-edge ``values`` (over all edges) for this subset's edges."""
+        return take_rows(values, self.edges)
+
+    def restrict(self, environments: Environments) -> Environments:
+        """The environments of this subset's atoms, numbered compactly (``reverse``
+        keeps the numbering of all edges)."""
+        return Environments(
+            geometry=self.take_edges(environments.geometry),
+            center_species=self.take_atoms(environments.center_species),
+            neighbor_species=self.take_edges(environments.neighbor_species),
+            centers=self.centers,
+            slots=self.take_edges(environments.slots),
+            reverse=self.take_edges(environments.reverse),
+            edge_cutoffs=self.take_edges(environments.edge_cutoffs),
+            token_weights=self.take_atoms(environments.token_weights),
+        )

@@ -30,8 +30,8 @@ class CutoffAttention(torch.nn.Module):
         if not temperature > 0.0:
             raise ValueError(f"attention_temperature must be > 0, got {temperature}")
         self.num_heads = num_heads
-        self.d_head = d_model // num_heads
-        self.scale = 1.0 / (math.sqrt(self.d_head) * temperature)
+        self.head_width = d_model // num_heads
+        self.scale = 1.0 / (math.sqrt(self.head_width) * temperature)
         self.input_projection = torch.nn.Linear(d_model, 3 * d_model)
         self.output_projection = torch.nn.Linear(d_model, d_model)
 
@@ -45,7 +45,7 @@ class CutoffAttention(torch.nn.Module):
         """
         n_env, n_tokens, d_model = tokens.shape
         qkv = self.input_projection(tokens)
-        qkv = qkv.reshape(n_env, n_tokens, 3, self.num_heads, self.d_head)
+        qkv = qkv.reshape(n_env, n_tokens, 3, self.num_heads, self.head_width)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         bias = log_weights[:, None, None, :].to(query.dtype)
 

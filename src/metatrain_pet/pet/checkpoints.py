@@ -29,9 +29,40 @@ def model_update_v2_v3(checkpoint: Dict[str, Any]) -> None:
     hypers.setdefault("readout", "every_block")
 
 
+_RENAMED_V4 = {
+    "network.backbone.blocks.": "network.message_passing.blocks.",
+    "network.backbone.readouts.": "network.heads.blocks.",
+}
+
+
+def model_update_v3_v4(checkpoint: Dict[str, Any]) -> None:
+    """Version 4 names the readout width ``d_readout`` (was ``d_head``), splits
+    the backbone into ``message_passing`` and ``heads``, and stores the network
+    once with ECSE (no ``symmetrizer.model.*`` copy)."""
+    hypers = checkpoint["model_data"]["model_hypers"]
+    hypers["d_readout"] = hypers.pop("d_head")
+    for key in ("model_state_dict", "best_model_state_dict"):
+        state = checkpoint.get(key)
+        if state is not None:
+            checkpoint[key] = _renamed_v4(state)
+
+
+def _renamed_v4(state: Dict[str, Any]) -> Dict[str, Any]:
+    renamed: Dict[str, Any] = {}
+    for name, value in state.items():
+        if name.startswith("symmetrizer.model."):
+            continue
+        for old, new in _RENAMED_V4.items():
+            if name.startswith(old):
+                name = new + name[len(old) :]
+        renamed[name] = value
+    return renamed
+
+
 MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
     1: model_update_v1_v2,
     2: model_update_v2_v3,
+    3: model_update_v3_v4,
 }
 """Model upgrade functions, keyed by the version they upgrade from."""
 

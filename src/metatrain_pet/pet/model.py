@@ -29,10 +29,12 @@ from metatrain.utils.hypers import raise_if_hypers_mismatch
 from metatrain.utils.metadata import merge_metadata
 
 from ..documentation import ModelHypers
-from ..ecse.wrapper import NUM_FRAMES_OUTPUT, ECSEModel
+from ..ecse.hypers import resolve_ecse_hypers
+from ..ecse.symmetrizer import NUM_FRAMES_OUTPUT, Symmetrizer
 from . import checkpoints
 from .checkpoints import ARCHITECTURE_NAME
-from .network import PETNetwork, last_layer_features_name
+from .network import PETNetwork
+from .targets import last_layer_features_name
 
 
 class PET(ModelInterface[ModelHypers]):
@@ -42,7 +44,7 @@ class PET(ModelInterface[ModelHypers]):
     :param dataset_info: atomic types, length unit and targets
     """
 
-    __checkpoint_version__ = 3
+    __checkpoint_version__ = 4
     target_names: List[str]
     __supported_devices__ = ["cuda", "cpu"]
     __supported_dtypes__ = [torch.float32, torch.float64]
@@ -97,7 +99,9 @@ class PET(ModelInterface[ModelHypers]):
                 "'adaptive' here, or wrap the exported model with "
                 "`metatrain-pet ecse MODEL.pt --aux AUX.pt`"
             )
-        self.symmetrizer = ECSEModel(self.network, hypers=ecse)
+        self.symmetrizer = Symmetrizer(
+            resolve_ecse_hypers(ecse), self.network.requested_neighbor_lists()
+        )
         self.symmetrizer.warn_if_truncated(self._network_range())
         self.outputs[NUM_FRAMES_OUTPUT] = ModelOutput(
             sample_kind="system",
@@ -126,9 +130,10 @@ class PET(ModelInterface[ModelHypers]):
         return self.outputs
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
+        lists = self.network.requested_neighbor_lists()
         if self.symmetrizer is not None:
-            return self.symmetrizer.requested_neighbor_lists()
-        return self.network.requested_neighbor_lists()
+            lists = [self.symmetrizer.ecse_options] + lists
+        return lists
 
     def restart(
         self, dataset_info: DatasetInfo, model_hypers: Optional[Dict[str, Any]] = None
@@ -194,10 +199,7 @@ class PET(ModelInterface[ModelHypers]):
         outputs: Dict[str, ModelOutput],
         selected_atoms: Optional[Labels] = None,
     ) -> Dict[str, TensorMap]:
-        if self.symmetrizer is not None:
-            results = self.symmetrizer(systems, outputs, selected_atoms)
-        else:
-            results = self.network(systems, outputs, selected_atoms)
+        results = self._predict(systems, outputs, selected_atoms)
         if self.training:
             return results
 
@@ -223,6 +225,24 @@ class PET(ModelInterface[ModelHypers]):
         for name, prediction in targets.items():
             results[name] = prediction
         return results
+
+    def _predict(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels],
+    ) -> Dict[str, TensorMap]:
+        """The network's outputs, symmetrized by ECSE when it is enabled: the
+        network is evaluated in every frame the symmetrizer plans."""
+        symmetrizer = self.symmetrizer
+        if symmetrizer is None:
+            return self.network(systems, outputs, selected_atoms)
+        plan = symmetrizer.plan(systems, outputs, selected_atoms)
+        evaluated: Dict[str, TensorMap] = {}
+        if plan.evaluate:
+            evaluated = self.network(plan.systems, plan.requests, plan.selected_atoms)
+        no_aux: Dict[str, TensorMap] = {}
+        return symmetrizer.average(plan, evaluated, no_aux, outputs)
 
     @classmethod
     def load_checkpoint(

@@ -15,14 +15,18 @@ from metatrain.utils.data.target_info import get_energy_target_info
 
 TINY_SIZES = {
     "d_pet": 8,
-    "d_head": 8,
+    "d_readout": 8,
     "d_feedforward": 8,
     "num_heads": 1,
     "num_attention_layers": 1,
     "num_gnn_layers": 1,
 }
 """The smallest sensible PET (of either architecture): one layer of everything,
-width 8. Cheap enough for MD in tests and examples on a laptop CPU."""
+width 8. Cheap enough for MD in tests and examples on a laptop CPU. Named as our
+hypers are; metatrain's ``pet`` calls the readout width ``d_head``."""
+
+_PEER_NAMES = {"d_readout": "d_head"}
+"""Our names of the hypers that metatrain's ``pet`` names differently."""
 
 
 def untrained_energy_model(
@@ -35,10 +39,13 @@ def untrained_energy_model(
     """A model of ``architecture`` predicting an ``energy`` in eV from positions in
     Å, initialised from ``seed``, in ``dtype`` and evaluation mode.
 
-    :param hypers: model hyper-parameters replacing the architecture's defaults;
+    :param hypers: model hyper-parameters replacing the architecture's defaults
+        (our names, see :data:`TINY_SIZES`);
         an unknown name raises a ``ValueError``
     """
     defaults = get_default_hypers(architecture)["model"]
+    if architecture == "pet":
+        hypers = {_PEER_NAMES.get(name, name): value for name, value in hypers.items()}
     unknown = sorted(set(hypers) - set(defaults))
     if len(unknown) > 0:
         raise ValueError(

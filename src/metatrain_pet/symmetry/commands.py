@@ -19,6 +19,12 @@ DEFAULT_CONVERGENCE_ORDERS = (1, 2, 3, 4)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``average`` and ``symmetry-report`` parsers to ``subparsers``."""
+    add_average_parser(subparsers)
+    add_report_parser(subparsers)
+
+
+def add_average_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The ``average`` parser: grid or random-rotation mode and their options."""
     average = subparsers.add_parser(
         "average",
         help="rotationally average a model over a grid or random rotations",
@@ -65,13 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=32,
         help="rotated copies per model call in grid mode (default: 32)",
     )
-    average.add_argument(
-        "--extensions",
-        type=Path,
-        help="directory with the model's TorchScript extensions",
-    )
+    add_extensions_argument(average)
     average.set_defaults(func=run_average)
 
+
+def add_report_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The ``symmetry-report`` parser: reference grid, ECSE and outputs."""
     report = subparsers.add_parser(
         "symmetry-report",
         help="measure how far a model is from rotational invariance",
@@ -109,12 +114,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "those of 1 2 3 4 below --order)"
         ),
     )
-    report.add_argument(
+    add_extensions_argument(report)
+    report.set_defaults(func=run_symmetry_report)
+
+
+def add_extensions_argument(parser: argparse.ArgumentParser) -> None:
+    """``--extensions-directory`` (alias ``--extensions``), as in ``ecse``."""
+    parser.add_argument(
+        "--extensions-directory",
         "--extensions",
+        dest="extensions_directory",
         type=Path,
         help="directory with the model's TorchScript extensions",
     )
-    report.set_defaults(func=run_symmetry_report)
 
 
 def load_model(path: Path, extensions: Optional[Path]) -> AtomisticModel:
@@ -136,7 +148,7 @@ def run_average(args: argparse.Namespace) -> None:
     if args.as_variant is not None:
         validate_variant_name(args.as_variant)
 
-    raw = load_model(args.model, args.extensions)
+    raw = load_model(args.model, args.extensions_directory)
     if args.random:
         averaged = random_rotation_average(
             raw, seed=args.seed, inversion=not args.no_inversion
@@ -185,7 +197,7 @@ def run_symmetry_report(args: argparse.Namespace) -> None:
                 order for order in DEFAULT_CONVERGENCE_ORDERS if order < args.order
             ]
 
-    raw = load_model(args.model, args.extensions)
+    raw = load_model(args.model, args.extensions_directory)
     ecse = load_ecse_model(raw) if args.ecse else None
     report = build_report(raw, structures, args.order, ecse, convergence_orders)
     report["model"] = str(args.model)

@@ -24,8 +24,9 @@ from metatomic.torch import (
     ModelOutput,
     systems_to_torch,
 )
-from scipy.spatial.transform import Rotation
 from vesin.metatomic import neighbor_lists_for_model
+
+from ..geometry.rotations import random_rotations
 
 
 @dataclass
@@ -113,15 +114,15 @@ def rotated(atoms: ase.Atoms, matrix: np.ndarray) -> ase.Atoms:
 def random_orthogonal_matrices(
     count: int, seed: int, inversion: bool = True
 ) -> np.ndarray:
-    """``count`` uniformly distributed O(3) (SO(3) without inversion) matrices."""
+    """``count`` uniformly distributed O(3) (SO(3) without inversion) matrices,
+    reproducible from ``seed``."""
     if count < 1:
         raise ValueError(f"the number of rotations must be positive, got {count}")
-    generator = np.random.default_rng(seed)
-    matrices = Rotation.random(count, random_state=generator).as_matrix()
-    if inversion:
-        signs = generator.choice([-1.0, 1.0], size=count)
-        matrices = matrices * signs[:, None, None]
-    return matrices
+    generator = torch.Generator().manual_seed(seed)
+    matrices = random_rotations(
+        count, inversion, torch.float64, torch.device("cpu"), generator
+    )
+    return matrices.numpy()
 
 
 @dataclass

@@ -17,92 +17,36 @@ from typing import Dict, List, Optional
 
 import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
-from metatomic.torch import (
-    AtomisticModel,
-    ModelOutput,
-    System,
-    register_autograd_neighbors,
-)
+from metatomic.torch import AtomisticModel, ModelOutput, System
 
-from ..geometry.rotations import quaternions_to_matrices
-from .capabilities import declared_capabilities
+from ..geometry.rotations import random_rotations
+from ..systems.capabilities import declared_capabilities
+from ..systems.transform import rotate_block_back, rotated_copies
 
 
-def rotate_system(system: System, rotation: torch.Tensor) -> System:
-    """Copy of ``system`` with positions, cell and neighbor vectors rotated.
-
-    The neighbor lists are re-attached to the rotated positions and cell, so that
-    gradients with respect to the original positions and cell flow through them.
-    """
+def rotated_system(system: System, rotation: torch.Tensor) -> System:
+    """Copy of ``system`` seen in the frame ``rotation`` ``(3, 3)``: positions, cell
+    and neighbor vectors become ``R r``, with gradients reaching the original
+    positions and cell. Custom system data cannot be rotated and is refused."""
     if len(system.known_data()) != 0:
         raise ValueError(
             "random-rotation averaging cannot rotate custom system data "
             f"{system.known_data()}"
         )
-    transpose = rotation.transpose(0, 1)
-    rotated = System(
-        types=system.types,
-        positions=system.positions @ transpose,
-        cell=system.cell @ transpose,
-        pbc=system.pbc,
-    )
-    for options in system.known_neighbor_lists():
-        neighbors = system.get_neighbor_list(options)
-        vectors = neighbors.values.detach().squeeze(-1) @ transpose
-        rotated_neighbors = TensorBlock(
-            values=vectors.unsqueeze(-1),
-            samples=neighbors.samples,
-            components=neighbors.components,
-            properties=neighbors.properties,
-        )
-        register_autograd_neighbors(rotated, rotated_neighbors)
-        rotated.add_neighbor_list(options, rotated_neighbors)
-    return rotated
+    options = system.known_neighbor_lists()
+    return rotated_copies(system, rotation.unsqueeze(0), options)[0]
 
 
-def rotate_block_back(
-    name: str, block: TensorBlock, rotations: torch.Tensor
+def rotate_back_by_system(
+    output: str, block: TensorBlock, rotations: torch.Tensor
 ) -> TensorBlock:
-    """Undo, sample by sample, the rotation of the system each sample belongs to.
-
-    Blocks without components are invariant and keep their values; Cartesian
-    vectors (component ``xyz``) and rank-2 tensors (``xyz_1``, ``xyz_2``) are
-    rotated back. Other layouts are refused.
-    """
-    if len(block.gradients_list()) != 0:
-        raise ValueError(
-            f"random-rotation averaging does not support the explicit gradients of "
-            f"output '{name}'"
-        )
-    component_names: List[str] = []
-    for component in block.components:
-        component_names.append(component.names[0])
-
-    if len(component_names) == 0:
-        return TensorBlock(
-            values=block.values,
-            samples=block.samples,
-            components=block.components,
-            properties=block.properties,
-        )
-
-    per_sample = rotations[block.samples.column("system").to(torch.long)]
-    if component_names == ["xyz"]:
-        values = torch.einsum("sji,sjp->sip", per_sample, block.values)
-    elif component_names == ["xyz_1", "xyz_2"]:
-        values = torch.einsum(
-            "sji,sjlp,slk->sikp", per_sample, block.values, per_sample
-        )
-    else:
-        raise ValueError(
-            f"random-rotation averaging cannot rotate output '{name}' back: its "
-            f"components {component_names} are neither 'xyz' nor 'xyz_1', 'xyz_2'"
-        )
-    return TensorBlock(
-        values=values,
-        samples=block.samples,
-        components=block.components,
-        properties=block.properties,
+    """``block`` of ``output`` with every sample brought back from the frame
+    ``rotations[s]`` of its system ``s`` (``rotations`` is ``(n_systems, 3, 3)``):
+    invariants unchanged, ``xyz`` vectors and ``xyz_1, xyz_2`` tensors rotated
+    back; explicit gradients and other components are refused."""
+    systems = block.samples.column("system").to(torch.long)
+    return rotate_block_back(
+        block, rotations[systems], output, "random-rotation averaging"
     )
 
 
@@ -126,28 +70,15 @@ class RandomRotationModel(torch.nn.Module):
     def sample_rotations(
         self, n_systems: int, dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
-        """Draw ``n_systems`` uniform random O(3) (or SO(3)) matrices.
-
-        Uniform unit quaternions give Haar-distributed rotations.
-        """
+        """Draw ``n_systems`` uniform random O(3) (or SO(3)) matrices, from a
+        generator seeded with ``seed + number of previous calls`` when ``seed`` is
+        non-negative."""
+        generator: Optional[torch.Generator] = None
         if self._seed >= 0:
             generator = torch.Generator(device=device)
             generator.manual_seed(self._seed + self._n_calls)
-            quaternions = torch.randn(
-                n_systems, 4, dtype=torch.float64, device=device, generator=generator
-            )
-            signs = torch.randint(
-                0, 2, (n_systems,), device=device, generator=generator
-            )
-        else:
-            quaternions = torch.randn(n_systems, 4, dtype=torch.float64, device=device)
-            signs = torch.randint(0, 2, (n_systems,), device=device)
         self._n_calls += 1
-
-        matrices = quaternions_to_matrices(quaternions)
-        if self._inversion:
-            matrices = matrices * (1 - 2 * signs).to(torch.float64).reshape(-1, 1, 1)
-        return matrices.to(dtype)
+        return random_rotations(n_systems, self._inversion, dtype, device, generator)
 
     def forward(
         self,
@@ -162,14 +93,14 @@ class RandomRotationModel(torch.nn.Module):
         )
         rotated_systems: List[System] = []
         for index, system in enumerate(systems):
-            rotated_systems.append(rotate_system(system, rotations[index]))
+            rotated_systems.append(rotated_system(system, rotations[index]))
 
         rotated_results = self._model(rotated_systems, outputs, selected_atoms)
         results: Dict[str, TensorMap] = {}
         for name, tensor in rotated_results.items():
             blocks: List[TensorBlock] = []
             for block in tensor.blocks():
-                blocks.append(rotate_block_back(name, block, rotations))
+                blocks.append(rotate_back_by_system(name, block, rotations))
             results[name] = TensorMap(tensor.keys, blocks)
         return results
 

@@ -75,22 +75,12 @@ def build_report(
     """
     if len(structures) == 0:
         raise ValueError("no structures to evaluate")
-    coarse_orders = sorted(set(convergence_orders))
-    if any(coarse >= order for coarse in coarse_orders):
-        raise ValueError(
-            f"convergence orders {coarse_orders} must be below the reference order "
-            f"{order}"
-        )
+    coarse_orders = _coarse_orders(convergence_orders, order)
 
     models = {"raw": raw_model, "grid": grid_average(raw_model, order)}
     if ecse_model is not None:
         models["ecse"] = ecse_model
-    # symmetrized models keep the graphs of all their evaluations for autograd:
-    # evaluate them one structure at a time to bound the memory
-    predictions = {
-        name: predict(model, structures, batch_size=32 if name == "raw" else 1)
-        for name, model in models.items()
-    }
+    predictions = _predictions(models, structures)
     torques = {
         name: _torques(structures, values) for name, values in predictions.items()
     }
@@ -98,7 +88,58 @@ def build_report(
     differences = {
         name: _differences(predictions["raw"], predictions[name]) for name in compared
     }
+    return {
+        "units": {"energy": "meV", "force": "meV/Angstrom", "torque": "meV"},
+        "reference_order": order,
+        "reference_evaluations": grid_evaluation_count(order),
+        "models": list(models),
+        "structures": _per_structure(structures, predictions, differences, torques),
+        "summary": {name: _mean_differences(differences[name]) for name in compared},
+        "torque": {name: _mean_torque(values) for name, values in torques.items()},
+        "convergence": _convergence(
+            raw_model, structures, coarse_orders, predictions["grid"]
+        ),
+    }
 
+
+def _mean_differences(differences: Dict[str, List[float]]) -> Dict[str, float]:
+    """Mean energy and force differences over the structures."""
+    return {
+        "energy_mae": float(np.mean(differences["energy"])),
+        "force_mae": float(np.mean(differences["force"])),
+    }
+
+
+def _coarse_orders(convergence_orders: Sequence[int], order: int) -> List[int]:
+    """The distinct convergence orders, sorted, all below the reference ``order``."""
+    coarse_orders = sorted(set(convergence_orders))
+    if any(coarse >= order for coarse in coarse_orders):
+        raise ValueError(
+            f"convergence orders {coarse_orders} must be below the reference order "
+            f"{order}"
+        )
+    return coarse_orders
+
+
+def _predictions(
+    models: Dict[str, AtomisticModel], structures: Sequence[ase.Atoms]
+) -> Dict[str, List[EnergyAndForces]]:
+    """Energies and forces of every model on every structure."""
+    # symmetrized models keep the graphs of all their evaluations for autograd:
+    # evaluate them one structure at a time to bound the memory
+    return {
+        name: predict(model, structures, batch_size=32 if name == "raw" else 1)
+        for name, model in models.items()
+    }
+
+
+def _per_structure(
+    structures: Sequence[ase.Atoms],
+    predictions: Dict[str, List[EnergyAndForces]],
+    differences: Dict[str, Dict[str, List[float]]],
+    torques: Dict[str, List[Optional[np.ndarray]]],
+) -> List[dict]:
+    """One entry per structure: energies, differences from the raw model, torques."""
     per_structure = []
     for index, atoms in enumerate(structures):
         per_structure.append(
@@ -111,10 +152,11 @@ def build_report(
                     name: values[index].energy for name, values in predictions.items()
                 },
                 "energy_difference": {
-                    name: differences[name]["energy"][index] for name in compared
+                    name: values["energy"][index]
+                    for name, values in differences.items()
                 },
                 "force_mae": {
-                    name: differences[name]["force"][index] for name in compared
+                    name: values["force"][index] for name, values in differences.items()
                 },
                 "torque": {
                     name: None
@@ -124,41 +166,31 @@ def build_report(
                 },
             }
         )
+    return per_structure
 
-    summary = {
-        name: {
-            "energy_mae": float(np.mean(differences[name]["energy"])),
-            "force_mae": float(np.mean(differences[name]["force"])),
-        }
-        for name in compared
-    }
 
+def _convergence(
+    raw_model: AtomisticModel,
+    structures: Sequence[ase.Atoms],
+    coarse_orders: List[int],
+    reference: List[EnergyAndForces],
+) -> List[dict]:
+    """Deviation of every coarse grid average from the reference grid average."""
     convergence = []
     for coarse in coarse_orders:
         coarse_predictions = predict(
             grid_average(raw_model, coarse), structures, batch_size=1
         )
-        deviations = _differences(coarse_predictions, predictions["grid"])
+        deviations = _differences(coarse_predictions, reference)
         convergence.append(
             {
                 "order": coarse,
                 "evaluations": grid_evaluation_count(coarse),
-                "energy_mae": float(np.mean(deviations["energy"])),
-                "force_mae": float(np.mean(deviations["force"])),
+                **_mean_differences(deviations),
                 "torque": _mean_torque(_torques(structures, coarse_predictions)),
             }
         )
-
-    return {
-        "units": {"energy": "meV", "force": "meV/Angstrom", "torque": "meV"},
-        "reference_order": order,
-        "reference_evaluations": grid_evaluation_count(order),
-        "models": list(models),
-        "structures": per_structure,
-        "summary": summary,
-        "torque": {name: _mean_torque(values) for name, values in torques.items()},
-        "convergence": convergence,
-    }
+    return convergence
 
 
 def format_summary(report: dict) -> str:

@@ -17,7 +17,7 @@ import torch
 from metatensor.torch import Labels, TensorMap
 from metatomic.torch import AtomisticModel, ModelOutput, System
 
-from .capabilities import declared_capabilities
+from ..systems.capabilities import declared_capabilities
 
 
 class OutputVariantModel(torch.nn.Module):

@@ -3,7 +3,7 @@
 - ``structure`` (App. B): every structure, and its targets, is rotated by a fresh
   uniformly random rotation each time it is seen, i.e. at every epoch.
 - ``environment`` (App. F.10): every atomic environment is rotated by its own random
-  rotation inside the network (:mod:`metatrain_pet.nn.environment_rotation`), so
+  rotation inside the network (:class:`metatrain_pet.pet.network.PETNetwork`), so
   that messages can only carry rotation-invariant content. The targets are left in
   the laboratory frame; Cartesian predictions are rotated back per atom.
 """
@@ -16,7 +16,7 @@ from metatomic.torch import System
 from metatrain.utils.augmentation import O3Augmenter
 from metatrain.utils.data import TargetInfo
 
-from ..nn.environment_rotation import random_rotation_matrices
+from ..geometry.rotations import random_rotations
 from ..pet.network import PETNetwork
 
 
@@ -35,7 +35,7 @@ class StructureRotation:
         targets: Dict[str, TensorMap],
         extra_data: Dict[str, TensorMap],
     ) -> Tuple[List[System], Dict[str, TensorMap], Dict[str, TensorMap]]:
-        matrices = random_rotation_matrices(
+        matrices = random_rotations(
             len(systems),
             self.inversion,
             systems[0].positions.dtype,

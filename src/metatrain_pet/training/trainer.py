@@ -7,10 +7,12 @@ import copy
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple, Union
 
 import metatensor.torch as mts
 import torch
+from metatensor.torch import TensorMap
+from metatomic.torch import System
 from metatrain.composition import train_or_load_composition_model
 from metatrain.scaler import train_or_load_scaler
 from metatrain.utils.abc import ModelInterface, TrainerInterface
@@ -48,6 +50,10 @@ from .augmentation import (
 from .loss import NormalizedLoss, expand_loss_hypers
 from .schedule import learning_rate_factor
 
+Datasets = List[Union[Dataset, torch.utils.data.Subset]]
+Batch = Tuple[List[System], Dict[str, TensorMap], Dict[str, TensorMap]]
+Errors = Tuple[RMSEAccumulator, MAEAccumulator]
+
 
 class Trainer(TrainerInterface[TrainerHypers]):
     """Adam with warm-up and StepLR (or the fast decay), gradient clipping, random
@@ -76,10 +82,54 @@ class Trainer(TrainerInterface[TrainerHypers]):
         model: PET,
         dtype: torch.dtype,
         devices: List[torch.device],
-        train_datasets: List[Union[Dataset, torch.utils.data.Subset]],
-        val_datasets: List[Union[Dataset, torch.utils.data.Subset]],
+        train_datasets: Datasets,
+        val_datasets: Datasets,
         checkpoint_dir: str,
     ) -> None:
+        """Fit the baselines, then train one epoch after the other until
+        ``num_epochs``, early stopping or the end of the fast decay (App. B, C)."""
+        self._prepare_model(model, dtype, devices)
+        self._fit_baselines(model, train_datasets, checkpoint_dir)
+        train_data, val_data = self._dataloaders(model, train_datasets, val_datasets)
+        loss_fn = self._build_loss(model)
+        optimizer = self._build_optimizer(model)
+
+        set_environment_rotation(
+            model,
+            self.hypers["augmentation"] == "environment",
+            self.hypers["random_inversion"],
+        )
+        self._seed_loss_normalization(model, val_data, loss_fn)
+        start_epoch = 0 if self.epoch is None else self.epoch + 1
+        logging.info(f"Starting training at epoch {start_epoch}")
+        metric_logger: Optional[MetricLogger] = None
+        for epoch in range(start_epoch, self.hypers["num_epochs"]):
+            if self._fast_decay_is_over(epoch):
+                break
+            train_info, _ = self._run_epoch(model, train_data, loss_fn, optimizer)
+            val_info, val_terms = self._run_epoch(model, val_data, loss_fn, None)
+            loss_fn.update_normalization(val_terms, self.hypers, False)
+            metric_logger = self._log_epoch(
+                metric_logger, model, epoch, [train_info, val_info], optimizer
+            )
+            self._track_best(model, optimizer, epoch, val_info)
+            stop = self._should_stop(epoch)
+            if self.fast_decay_start == epoch + 1:
+                self._restore_best(model, optimizer)
+            self.epoch = epoch
+            self._record_optimizer_state(optimizer)
+            self._save_periodic_checkpoint(model, epoch, checkpoint_dir)
+            if stop:
+                break
+
+        set_environment_rotation(model, False, False)
+        self._record_optimizer_state(optimizer)
+
+    def _prepare_model(
+        self, model: PET, dtype: torch.dtype, devices: List[torch.device]
+    ) -> None:
+        """Refuse bad options, then move the model to the first device and to
+        ``dtype``; the additive models and the scaler stay in float64."""
         if dtype not in PET.__supported_dtypes__:
             raise ValueError(f"PET cannot be trained in {dtype}")
         check_trainer_hypers(self.hypers, model.dataset_info.targets)
@@ -90,7 +140,18 @@ class Trainer(TrainerInterface[TrainerHypers]):
             additive_model.to(dtype=torch.float64)
         model.scaler.to(dtype=torch.float64)
 
-        train_targets = model.dataset_info.targets
+    def _per_structure_targets(self, model: PET) -> List[str]:
+        """The targets whose loss is on per-structure values: none with the
+        per-atom energy loss of C.2, all of them otherwise."""
+        if self.hypers["per_atom_energy_loss"]:
+            return []
+        return list(model.dataset_info.targets.keys())
+
+    def _fit_baselines(
+        self, model: PET, train_datasets: Datasets, checkpoint_dir: str
+    ) -> None:
+        """Fit (or load) the composition baseline on the training set and, with
+        ``scale_targets``, the scale of every target."""
         train_or_load_composition_model(
             composition_model=model.additive_models[0],
             atomic_baseline=self.hypers["atomic_baseline"],
@@ -100,9 +161,6 @@ class Trainer(TrainerInterface[TrainerHypers]):
             is_distributed=False,
             checkpoint_dir=checkpoint_dir,
         )
-        per_structure_targets = (
-            [] if self.hypers["per_atom_energy_loss"] else list(train_targets.keys())
-        )
         if self.hypers["scale_targets"]:
             train_or_load_scaler(
                 scaler=model.scaler,
@@ -110,137 +168,16 @@ class Trainer(TrainerInterface[TrainerHypers]):
                 additive_models=list(model.additive_models),
                 batch_size=self.hypers["batch_size"],
                 is_distributed=False,
-                per_structure_targets=per_structure_targets,
+                per_structure_targets=self._per_structure_targets(model),
                 checkpoint_dir=checkpoint_dir,
             )
 
-        train_dataloader, val_dataloader = self._dataloaders(
-            model, train_datasets, val_datasets
-        )
-
-        loss_fn = NormalizedLoss(
-            LossAggregator(
-                targets=train_targets,
-                config=expand_loss_hypers(
-                    self.hypers["loss"], train_targets, self.hypers["energy_weight"]
-                ),
-            ),
-            self.loss_normalization,
-        )
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=self.hypers["learning_rate"]
-        )
-        if self.optimizer_state_dict is not None and not model.has_new_targets:
-            optimizer.load_state_dict(self.optimizer_state_dict)
-        if self.scheduler_state_dict is not None:
-            self.step = self.scheduler_state_dict["step"]
-            self.fast_decay_start = self.scheduler_state_dict["fast_decay_start"]
-        if self.best_metric is None:
-            self.best_metric = math.inf
-
-        set_environment_rotation(
-            model,
-            self.hypers["augmentation"] == "environment",
-            self.hypers["random_inversion"],
-        )
-        self._seed_loss_normalization(
-            model, val_dataloader, loss_fn, per_structure_targets
-        )
-        start_epoch = 0 if self.epoch is None else self.epoch + 1
-        end_epoch = self.hypers["num_epochs"]
-        logging.info(f"Starting training at epoch {start_epoch}")
-        metric_logger: Optional[MetricLogger] = None
-        epoch = start_epoch
-        for epoch in range(start_epoch, end_epoch):
-            if (
-                self.fast_decay_start is not None
-                and epoch >= self.fast_decay_start + self.hypers["fast_decay_epochs"]
-            ):
-                logging.info("The fast learning-rate decay is over: stopping")
-                break
-
-            train_info = self._run_epoch(
-                model, train_dataloader, loss_fn, per_structure_targets, optimizer
-            )
-            val_info = self._run_epoch(
-                model, val_dataloader, loss_fn, per_structure_targets, None
-            )
-            loss_fn.update_normalization(
-                val_info.pop("per_term_mse"), self.hypers, False
-            )
-            train_info.pop("per_term_mse")
-
-            if metric_logger is None:
-                metric_logger = MetricLogger(
-                    log_obj=ROOT_LOGGER,
-                    dataset_info=model.dataset_info,
-                    initial_metrics=[train_info, val_info],
-                    names=["training", "validation"],
-                )
-            if epoch % self.hypers["log_interval"] == 0:
-                metric_logger.log(
-                    metrics=[train_info, val_info],
-                    epoch=epoch,
-                    learning_rate=optimizer.param_groups[0]["lr"],
-                )
-
-            metric = get_selected_metric(val_info, self.hypers["best_model_metric"])
-            if metric < self.best_metric:
-                self.best_metric = metric
-                self.best_epoch = epoch
-                self.best_model_state_dict = copy.deepcopy(model.state_dict())
-                self.best_optimizer_state_dict = copy.deepcopy(optimizer.state_dict())
-
-            stop = self._should_stop(epoch)
-            if self.fast_decay_start == epoch + 1:
-                self._restore_best(model, optimizer)
-
-            self.epoch = epoch
-            self.optimizer_state_dict = optimizer.state_dict()
-            self.scheduler_state_dict = self._scheduler_state()
-            if (epoch + 1) % self.hypers["checkpoint_interval"] == 0:
-                self.save_checkpoint(
-                    model, Path(checkpoint_dir) / f"model_{epoch}.ckpt"
-                )
-            if stop:
-                break
-
-        set_environment_rotation(model, False, False)
-        self.optimizer_state_dict = optimizer.state_dict()
-        self.scheduler_state_dict = self._scheduler_state()
-
     def _dataloaders(
-        self,
-        model: PET,
-        train_datasets: List[Union[Dataset, torch.utils.data.Subset]],
-        val_datasets: List[Union[Dataset, torch.utils.data.Subset]],
-    ) -> tuple:
-        train_targets = model.dataset_info.targets
-        additive_models = copy.deepcopy(
-            model.additive_models.to(dtype=torch.float64, device="cpu")
-        )
-        model.additive_models.to(model.scaler.dummy_buffer.device)
-        scaler = copy.deepcopy(model.scaler.to(dtype=torch.float64, device="cpu"))
-        model.scaler.to(next(model.parameters()).device)
-
-        common = [
-            get_system_with_neighbor_lists_transform(
-                get_requested_neighbor_lists(model)
-            ),
-            get_remove_additive_transform(additive_models, train_targets),
-            get_remove_scale_transform(scaler),
-        ]
-        train_callables: List[Any] = []
-        if self.hypers["augmentation"] == "structure":
-            train_callables.append(
-                StructureRotation(train_targets, self.hypers["random_inversion"])
-            )
-        target_keys = list(train_targets.keys())
-        collate_train = CollateFn(
-            target_keys=target_keys, callables=train_callables + common
-        )
-        collate_val = CollateFn(target_keys=target_keys, callables=common)
-
+        self, model: PET, train_datasets: Datasets, val_datasets: Datasets
+    ) -> Tuple[CombinedDataLoader, CombinedDataLoader]:
+        """Batches of ``batch_size`` structures: shuffled for training, in order for
+        validation."""
+        collate_train, collate_val = self._collate_fns(model)
         batch_size = self.hypers["batch_size"]
         num_workers = self.hypers["num_workers"]
         train_loaders, _ = build_train_dataloaders(
@@ -265,92 +202,155 @@ class Trainer(TrainerInterface[TrainerHypers]):
             CombinedDataLoader(val_loaders, shuffle=False),
         )
 
+    def _collate_fns(self, model: PET) -> Tuple[CollateFn, CollateFn]:
+        """How training and validation batches are made: neighbour lists, and the
+        composition baseline and the scales (float64 copies on the CPU) removed
+        from the targets; for training, first the structure rotations."""
+        train_targets = model.dataset_info.targets
+        additive_models = copy.deepcopy(
+            model.additive_models.to(dtype=torch.float64, device="cpu")
+        )
+        model.additive_models.to(model.scaler.dummy_buffer.device)
+        scaler = copy.deepcopy(model.scaler.to(dtype=torch.float64, device="cpu"))
+        model.scaler.to(next(model.parameters()).device)
+
+        common = [
+            get_system_with_neighbor_lists_transform(
+                get_requested_neighbor_lists(model)
+            ),
+            get_remove_additive_transform(additive_models, train_targets),
+            get_remove_scale_transform(scaler),
+        ]
+        train_callables: List[Any] = []
+        if self.hypers["augmentation"] == "structure":
+            train_callables.append(
+                StructureRotation(train_targets, self.hypers["random_inversion"])
+            )
+        target_keys = list(train_targets.keys())
+        return (
+            CollateFn(target_keys=target_keys, callables=train_callables + common),
+            CollateFn(target_keys=target_keys, callables=common),
+        )
+
+    def _build_loss(self, model: PET) -> NormalizedLoss:
+        """The loss of Eq. 8: metatrain's terms and weights (``energy_weight`` on the
+        energies), each divided by its moving average in ``loss_normalization``,
+        which checkpoints save."""
+        targets = model.dataset_info.targets
+        aggregator = LossAggregator(
+            targets=targets,
+            config=expand_loss_hypers(
+                self.hypers["loss"], targets, self.hypers["energy_weight"]
+            ),
+        )
+        return NormalizedLoss(aggregator, self.loss_normalization)
+
+    def _build_optimizer(self, model: PET) -> torch.optim.Adam:
+        """Adam (App. B), resuming on restart the Adam state (unless the model has
+        new targets), the optimisation step and the start of the fast decay; with
+        no best epoch yet, the best validation metric starts at infinity."""
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.hypers["learning_rate"]
+        )
+        if self.optimizer_state_dict is not None and not model.has_new_targets:
+            optimizer.load_state_dict(self.optimizer_state_dict)
+        if self.scheduler_state_dict is not None:
+            self.step = self.scheduler_state_dict["step"]
+            self.fast_decay_start = self.scheduler_state_dict["fast_decay_start"]
+        if self.best_metric is None:
+            self.best_metric = math.inf
+        return optimizer
+
     def _run_epoch(
         self,
         model: PET,
         dataloader: CombinedDataLoader,
         loss_fn: NormalizedLoss,
+        optimizer: Optional[torch.optim.Optimizer],
+    ) -> Tuple[Dict[str, Any], Dict[str, float]]:
+        """One pass over ``dataloader``: optimisation steps when an ``optimizer`` is
+        given, evaluation only otherwise. Returns the loss with the RMSE and MAE of
+        every target (in the units of the data), and the MSE of every loss term."""
+        per_structure_targets = self._per_structure_targets(model)
+        errors = (RMSEAccumulator(), MAEAccumulator())
+        losses: List[float] = []
+        terms: List[Dict[str, float]] = []
+        for batch in self._progress(dataloader, optimizer is not None):
+            systems, targets, extra_data = _to_model(batch, model)
+            predictions, targets, loss, batch_terms = self._step(
+                model,
+                (systems, targets, extra_data),
+                loss_fn,
+                per_structure_targets,
+                optimizer,
+                len(dataloader),
+            )
+            losses.append(loss)
+            terms.append(batch_terms)
+            _accumulate_errors(errors, model, systems, predictions, targets, extra_data)
+        return _epoch_metrics(losses, terms, errors, per_structure_targets)
+
+    def _progress(self, dataloader: CombinedDataLoader, training: bool) -> Iterable:
+        """The batches of ``dataloader``, behind a progress bar with
+        ``progress_bar``."""
+        if not self.hypers["progress_bar"]:
+            return dataloader
+        from tqdm import tqdm
+
+        return tqdm(
+            dataloader,
+            leave=False,
+            desc="training" if training else "validation",
+            unit="batch",
+        )
+
+    def _step(
+        self,
+        model: PET,
+        batch: Batch,
+        loss_fn: NormalizedLoss,
         per_structure_targets: List[str],
         optimizer: Optional[torch.optim.Optimizer],
-    ) -> Dict[str, Any]:
-        """One pass over ``dataloader``: optimisation steps when an ``optimizer`` is
-        given, evaluation only otherwise. Returns the loss, the RMSE and MAE of
-        every target (in the units of the data), and the MSE of every loss term."""
+        steps_per_epoch: int,
+    ) -> Tuple[Dict[str, TensorMap], Dict[str, TensorMap], float, Dict[str, float]]:
+        """One batch: predictions and loss on per-atom values (except for the
+        ``per_structure_targets``) and, with an ``optimizer``, one Adam step at the
+        scheduled learning rate with the gradient norm clipped to
+        ``grad_clip_norm``. Returns the predictions and targets that the loss saw,
+        the loss and its terms."""
+        systems, targets, extra_data = batch
         training = optimizer is not None
         train_targets = model.dataset_info.targets
-        device = next(model.parameters()).device
-        dtype = next(model.parameters()).dtype
         needs_gradients = any(info.gradients for info in train_targets.values())
-        rmse = RMSEAccumulator()
-        mae = MAEAccumulator()
-        total_loss = 0.0
-        term_sums: Dict[str, float] = {}
-        n_batches = 0
-
-        batches = dataloader
-        if self.hypers["progress_bar"]:
-            from tqdm import tqdm
-
-            batches = tqdm(
-                dataloader,
-                leave=False,
-                desc="training" if training else "validation",
-                unit="batch",
+        if training:
+            self._set_learning_rate(optimizer, steps_per_epoch)
+            optimizer.zero_grad()
+        with torch.set_grad_enabled(training or needs_gradients):
+            predictions = evaluate_model(
+                model,
+                systems,
+                {name: train_targets[name] for name in targets.keys()},
+                is_training=training,
             )
-        for batch in batches:
-            systems, targets, extra_data = unpack_batch(batch)
-            systems, targets, extra_data = batch_to(
-                systems, targets, extra_data, dtype=dtype, device=device
+            predictions = average_by_num_atoms(
+                predictions, systems, per_structure_targets
             )
-            if training:
-                self._set_learning_rate(optimizer, len(dataloader))
-                optimizer.zero_grad()
-            with torch.set_grad_enabled(training or needs_gradients):
-                predictions = evaluate_model(
-                    model,
-                    systems,
-                    {name: train_targets[name] for name in targets.keys()},
-                    is_training=training,
-                )
-                predictions = average_by_num_atoms(
-                    predictions, systems, per_structure_targets
-                )
-                targets = average_by_num_atoms(targets, systems, per_structure_targets)
-                loss, terms = loss_fn(predictions, targets, extra_data)
-            if training:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), self.hypers["grad_clip_norm"]
-                )
-                optimizer.step()
-                self.step += 1
-            total_loss += loss.item()
-            for name, value in terms.items():
-                term_sums[name] = term_sums.get(name, 0.0) + value
-            n_batches += 1
-
-            scaled_predictions = model.scaler.apply_scales(
-                systems, _detached(predictions), remove=False
+            targets = average_by_num_atoms(targets, systems, per_structure_targets)
+            loss, terms = loss_fn(predictions, targets, extra_data)
+        if training:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(
+                model.parameters(), self.hypers["grad_clip_norm"]
             )
-            scaled_targets = model.scaler.apply_scales(systems, targets, remove=False)
-            rmse.update(scaled_predictions, scaled_targets, extra_data)
-            mae.update(scaled_predictions, scaled_targets, extra_data)
-
-        not_per_atom = ["positions_gradients"] + per_structure_targets
-        info: Dict[str, Any] = {"loss": total_loss}
-        info.update(rmse.finalize(not_per_atom=not_per_atom))
-        info.update(mae.finalize(not_per_atom=not_per_atom))
-        info["per_term_mse"] = {
-            name: value / max(n_batches, 1) for name, value in term_sums.items()
-        }
-        return info
+            optimizer.step()
+            self.step += 1
+        return predictions, targets, loss.item(), terms
 
     def _seed_loss_normalization(
         self,
         model: PET,
         val_dataloader: CombinedDataLoader,
         loss_fn: NormalizedLoss,
-        per_structure_targets: List[str],
     ) -> None:
         """Eq. 8 from the first step: seed every MSE_t with the validation error of
         the model before training (not on restart, which keeps its averages)."""
@@ -358,14 +358,14 @@ class Trainer(TrainerInterface[TrainerHypers]):
             return
         if self.loss_normalization:
             return
-        seed = self._run_epoch(
-            model, val_dataloader, loss_fn, per_structure_targets, None
-        )
-        loss_fn.update_normalization(seed["per_term_mse"], self.hypers, True)
+        _, seed = self._run_epoch(model, val_dataloader, loss_fn, None)
+        loss_fn.update_normalization(seed, self.hypers, True)
 
     def _set_learning_rate(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
     ) -> None:
+        """The learning rate of the current step: warm-up, then StepLR, the fast
+        decay or the cosine schedule."""
         factor = learning_rate_factor(
             step=self.step,
             steps_per_epoch=steps_per_epoch,
@@ -382,6 +382,59 @@ class Trainer(TrainerInterface[TrainerHypers]):
         )
         for group in optimizer.param_groups:
             group["lr"] = self.hypers["learning_rate"] * factor
+
+    def _log_epoch(
+        self,
+        metric_logger: Optional[MetricLogger],
+        model: PET,
+        epoch: int,
+        metrics: List[Dict[str, Any]],
+        optimizer: torch.optim.Optimizer,
+    ) -> MetricLogger:
+        """One summary line of the training and validation ``metrics`` every
+        ``log_interval`` epochs. The logger is made at the first epoch, whose
+        metrics set the widths of its columns."""
+        if metric_logger is None:
+            metric_logger = MetricLogger(
+                log_obj=ROOT_LOGGER,
+                dataset_info=model.dataset_info,
+                initial_metrics=metrics,
+                names=["training", "validation"],
+            )
+        if epoch % self.hypers["log_interval"] == 0:
+            metric_logger.log(
+                metrics=metrics,
+                epoch=epoch,
+                learning_rate=optimizer.param_groups[0]["lr"],
+            )
+        return metric_logger
+
+    def _track_best(
+        self,
+        model: PET,
+        optimizer: torch.optim.Optimizer,
+        epoch: int,
+        val_info: Dict[str, Any],
+    ) -> None:
+        """Keep the weights and Adam state of the epoch with the best validation
+        ``best_model_metric``."""
+        metric = get_selected_metric(val_info, self.hypers["best_model_metric"])
+        if metric < self.best_metric:
+            self.best_metric = metric
+            self.best_epoch = epoch
+            self.best_model_state_dict = copy.deepcopy(model.state_dict())
+            self.best_optimizer_state_dict = copy.deepcopy(optimizer.state_dict())
+
+    def _fast_decay_is_over(self, epoch: int) -> bool:
+        """Whether the fast decay (App. C.5) has run for its ``fast_decay_epochs``
+        before ``epoch``, which ends the training."""
+        over = (
+            self.fast_decay_start is not None
+            and epoch >= self.fast_decay_start + self.hypers["fast_decay_epochs"]
+        )
+        if over:
+            logging.info("The fast learning-rate decay is over: stopping")
+        return over
 
     def _should_stop(self, epoch: int) -> bool:
         """Early stopping, or the start of the fast decay, once the validation
@@ -420,7 +473,20 @@ class Trainer(TrainerInterface[TrainerHypers]):
         optimizer.load_state_dict(self.best_optimizer_state_dict)
         logging.info(f"The fast decay starts from the model of epoch {self.best_epoch}")
 
+    def _record_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """Keep the Adam state and the schedule state, which checkpoints save."""
+        self.optimizer_state_dict = optimizer.state_dict()
+        self.scheduler_state_dict = self._scheduler_state()
+
+    def _save_periodic_checkpoint(
+        self, model: PET, epoch: int, checkpoint_dir: str
+    ) -> None:
+        """Save ``model_{epoch}.ckpt`` every ``checkpoint_interval`` epochs."""
+        if (epoch + 1) % self.hypers["checkpoint_interval"] == 0:
+            self.save_checkpoint(model, Path(checkpoint_dir) / f"model_{epoch}.ckpt")
+
     def _scheduler_state(self) -> Dict[str, Any]:
+        """What a restart needs to continue the learning-rate schedule."""
         return {"step": self.step, "fast_decay_start": self.fast_decay_start}
 
     def save_checkpoint(self, model: ModelInterface, path: Union[str, Path]) -> None:
@@ -509,6 +575,56 @@ def check_trainer_hypers(hypers: TrainerHypers, targets: Dict[str, TargetInfo]) 
             )
     if hypers["augmentation"] == "environment":
         check_environment_augmentation(targets)
+
+
+def _to_model(batch: Any, model: PET) -> Batch:
+    """The systems, targets and extra data of ``batch``, on the device and in the
+    dtype of ``model``."""
+    parameter = next(model.parameters())
+    systems, targets, extra_data = unpack_batch(batch)
+    return batch_to(
+        systems, targets, extra_data, dtype=parameter.dtype, device=parameter.device
+    )
+
+
+def _accumulate_errors(
+    errors: Errors,
+    model: PET,
+    systems: List[System],
+    predictions: Dict[str, TensorMap],
+    targets: Dict[str, TensorMap],
+    extra_data: Dict[str, TensorMap],
+) -> None:
+    """Add the errors of one batch, in the units of the data (the scales of the
+    model put back), to the RMSE and MAE accumulators."""
+    scaled_predictions = model.scaler.apply_scales(
+        systems, _detached(predictions), remove=False
+    )
+    scaled_targets = model.scaler.apply_scales(systems, targets, remove=False)
+    for accumulator in errors:
+        accumulator.update(scaled_predictions, scaled_targets, extra_data)
+
+
+def _epoch_metrics(
+    losses: List[float],
+    terms: List[Dict[str, float]],
+    errors: Errors,
+    per_structure_targets: List[str],
+) -> Tuple[Dict[str, Any], Dict[str, float]]:
+    """The summed loss with the RMSE and MAE of every target, and the mean over the
+    batches of every loss term."""
+    not_per_atom = ["positions_gradients"] + per_structure_targets
+    info: Dict[str, Any] = {"loss": sum(losses, 0.0)}
+    for accumulator in errors:
+        info.update(accumulator.finalize(not_per_atom=not_per_atom))
+    term_sums: Dict[str, float] = {}
+    for batch_terms in terms:
+        for name, value in batch_terms.items():
+            term_sums[name] = term_sums.get(name, 0.0) + value
+    per_term_mse = {
+        name: value / max(len(terms), 1) for name, value in term_sums.items()
+    }
+    return info, per_term_mse
 
 
 def _detached(tensor_maps: Dict[str, Any]) -> Dict[str, Any]:

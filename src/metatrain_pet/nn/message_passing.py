@@ -1,0 +1,106 @@
+"""PET's stack of message-passing blocks (Fig. 2a, App. A): the output tokens of
+the edges of block k become, through the reversed edges, the messages of block
+k + 1, updated residually."""
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from .block import MessagePassingBlock
+from .environments import Environments
+from .receptive_field import AtomSubset, take_rows
+from .transformer import TransformerOptions
+
+
+class MessagePassing(torch.nn.Module):
+    """``num_blocks`` message-passing blocks.
+
+    With ``species_as_first_message`` the first block's messages to block 1 are
+    the neighbour-species embedding plus the reversed edge tokens. With
+    ``carry_central`` (a departure from the paper, as in metatrain's ``pet``) the
+    output central token of block k is added to the species embedding that starts
+    block k + 1.
+    """
+
+    def __init__(
+        self,
+        num_species: int,
+        num_geometric_features: int,
+        d_pet: int,
+        num_heads: int,
+        d_feedforward: int,
+        num_attention_layers: int,
+        num_blocks: int,
+        transformer: TransformerOptions,
+        species_as_first_message: bool,
+        carry_central: bool,
+    ):
+        super().__init__()
+        self.species_as_first_message = species_as_first_message
+        self.carry_central = carry_central
+        self.blocks = torch.nn.ModuleList(
+            [
+                MessagePassingBlock(
+                    num_species=num_species,
+                    num_geometric_features=num_geometric_features,
+                    d_pet=d_pet,
+                    num_heads=num_heads,
+                    d_feedforward=d_feedforward,
+                    num_attention_layers=num_attention_layers,
+                    transformer=transformer,
+                    has_input_messages=k > 0,
+                    embeds_neighbor_species=(k == 0) or not species_as_first_message,
+                )
+                for k in range(num_blocks)
+            ]
+        )
+
+    def forward(
+        self, environments: Environments, subsets: List[AtomSubset]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Central and edge output tokens of every block, each in the numbering of
+        that block's subset (``subsets[k]``: the atoms block k must process)."""
+        species_messages = self._species_messages(environments)
+        central_tokens: List[torch.Tensor] = []
+        edge_tokens: List[torch.Tensor] = []
+        messages: Optional[torch.Tensor] = None
+        for k, block in enumerate(self.blocks):
+            carried: Optional[torch.Tensor] = None
+            if self.carry_central and k > 0:
+                rows = subsets[k - 1].local_atoms(subsets[k].atoms)
+                carried = take_rows(central_tokens[k - 1], rows)
+            central, edges = block(subsets[k].restrict(environments), messages, carried)
+            central_tokens.append(central)
+            edge_tokens.append(edges)
+            if k + 1 < len(subsets):
+                messages = self._next_messages(
+                    environments, subsets, k, edges, messages, species_messages
+                )
+        return central_tokens, edge_tokens
+
+    def _species_messages(self, environments: Environments) -> Optional[torch.Tensor]:
+        """E_n(s_j) of every edge when it is the first block's message."""
+        if not self.species_as_first_message or len(self.blocks) < 2:
+            return None
+        return self.blocks[0].neighbor_embedding(environments.neighbor_species)
+
+    def _next_messages(
+        self,
+        environments: Environments,
+        subsets: List[AtomSubset],
+        k: int,
+        edges: torch.Tensor,
+        messages: Optional[torch.Tensor],
+        species_messages: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Messages of block k + 1: the previous message (or the species
+        embedding) of every edge plus the block-k output token of its reverse."""
+        subset = subsets[k]
+        next_edges = subsets[k + 1].edges
+        reversed_rows = subset.local_edges(take_rows(environments.reverse, next_edges))
+        incoming = take_rows(edges, reversed_rows)
+        if messages is not None:
+            return take_rows(messages, subset.local_edges(next_edges)) + incoming
+        if species_messages is not None:
+            return take_rows(species_messages, next_edges) + incoming
+        return incoming

@@ -1,0 +1,159 @@
+"""PET's prediction heads (App. A): every block's central and edge tokens are read
+out by an atomic head H_c and a bond head H_n per target, and the blocks'
+contributions are summed."""
+
+from typing import Dict, List, Tuple
+
+import torch
+
+from ..geometry.segments import segment_sum
+from .receptive_field import AtomSubset, take_rows
+
+
+class ReadoutHead(torch.nn.Module):
+    """A prediction head: a two-layer SiLU network giving the last-layer features,
+    then a linear map to the target's values (H_c or H_n of App. A)."""
+
+    def __init__(self, d_pet: int, d_readout: int, num_outputs: int, bias: bool):
+        super().__init__()
+        self.hidden = torch.nn.Sequential(
+            torch.nn.Linear(d_pet, d_readout),
+            torch.nn.SiLU(),
+            torch.nn.Linear(d_readout, d_readout),
+            torch.nn.SiLU(),
+        )
+        self.last_layer = torch.nn.Linear(d_readout, num_outputs, bias=bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.hidden(tokens)
+
+
+class TargetReadout(torch.nn.Module):
+    """Atomic head H_c and bond head H_n of one block for one target.
+
+    The atomic contribution is ``H_c(x_i)``; the bond contributions
+    ``H_n(x_ji) f_c(r_ij)`` are summed over the neighbours (Eq. 7) or averaged with
+    the cutoff weights (Eq. 6). The aggregation happens on the last-layer features,
+    before the final linear map of H_n (which has no bias), so that the prediction
+    is exactly linear in the last-layer features.
+    """
+
+    def __init__(self, d_pet: int, d_readout: int, num_outputs: int, average: bool):
+        super().__init__()
+        self.average = average
+        self.central_head = ReadoutHead(d_pet, d_readout, num_outputs, bias=True)
+        self.bond_head = ReadoutHead(d_pet, d_readout, num_outputs, bias=False)
+
+    def last_layer_features(
+        self,
+        central_tokens: torch.Tensor,
+        edge_tokens: torch.Tensor,
+        edge_cutoffs: torch.Tensor,
+        centers: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Atomic and aggregated bond last-layer features, ``(n_atoms, d_readout)``
+        each (Eq. 6 or 7 applied before the last linear map)."""
+        n_atoms = central_tokens.shape[0]
+        central = self.central_head(central_tokens)
+        weighted = self.bond_head(edge_tokens) * edge_cutoffs.unsqueeze(1)
+        bonds = segment_sum(weighted, centers, n_atoms)
+        if self.average:
+            total = segment_sum(edge_cutoffs, centers, n_atoms)
+            safe_total = torch.where(total > 0.0, total, torch.ones_like(total))
+            bonds = bonds / safe_total.unsqueeze(1)
+        return central, bonds
+
+    def predict(self, central: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
+        return self.central_head.last_layer(central) + self.bond_head.last_layer(bonds)
+
+
+class Readout(torch.nn.Module):
+    """The heads of every reading block (all blocks, or the last one only) for
+    every target, and the ``feature`` output.
+
+    Every result is given for the atoms of the last block's subset (the atoms
+    whose predictions were asked for), in its numbering.
+    """
+
+    def __init__(
+        self,
+        d_pet: int,
+        d_readout: int,
+        num_blocks: int,
+        last_block_only: bool,
+        average_bonds: bool,
+    ):
+        super().__init__()
+        self.d_pet = d_pet
+        self.d_readout = d_readout
+        self.average_bonds = average_bonds
+        num_readouts = 1 if last_block_only else num_blocks
+        self.first_block = num_blocks - num_readouts
+        self.blocks = torch.nn.ModuleList(
+            [torch.nn.ModuleDict() for _ in range(num_readouts)]
+        )
+
+    def add_target(self, name: str, num_outputs: int) -> None:
+        for heads in self.blocks:
+            heads[name] = TargetReadout(
+                self.d_pet, self.d_readout, num_outputs, self.average_bonds
+            )
+
+    def remove_target(self, name: str) -> None:
+        for heads in self.blocks:
+            del heads[name]
+
+    def forward(
+        self,
+        central_tokens: List[torch.Tensor],
+        edge_tokens: List[torch.Tensor],
+        subsets: List[AtomSubset],
+        edge_cutoffs: torch.Tensor,
+        targets: List[str],
+        last_layer_targets: List[str],
+    ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """Per-atom predictions ``(n_output_atoms, n_values)`` of ``targets`` and
+        last-layer features of ``last_layer_targets`` (atomic and bond features of
+        every reading block, concatenated)."""
+        output = subsets[-1]
+        cutoffs = take_rows(edge_cutoffs, output.edges)
+        predictions: Dict[str, torch.Tensor] = {}
+        last_layer: Dict[str, List[torch.Tensor]] = {}
+        for index, heads in enumerate(self.blocks):
+            k = index + self.first_block
+            central_rows = subsets[k].local_atoms(output.atoms)
+            edge_rows = subsets[k].local_edges(output.edges)
+            for name, head in heads.items():
+                wanted = name in targets
+                wanted_features = name in last_layer_targets
+                if wanted or wanted_features:
+                    central, bonds = head.last_layer_features(
+                        take_rows(central_tokens[k], central_rows),
+                        take_rows(edge_tokens[k], edge_rows),
+                        cutoffs,
+                        output.centers,
+                    )
+                    if wanted:
+                        contribution = head.predict(central, bonds)
+                        if name in predictions:
+                            contribution = predictions[name] + contribution
+                        predictions[name] = contribution
+                    if wanted_features:
+                        last_layer[name] = last_layer.get(name, []) + [central, bonds]
+        features: Dict[str, torch.Tensor] = {}
+        for name, parts in last_layer.items():
+            features[name] = torch.cat(parts, dim=1)
+        return predictions, features
+
+
+def pet_features(
+    central_tokens: torch.Tensor,
+    edge_tokens: torch.Tensor,
+    edge_cutoffs: torch.Tensor,
+    centers: torch.Tensor,
+) -> torch.Tensor:
+    """The ``feature`` output: the last block's central token and the
+    cutoff-weighted sum of its edge tokens, ``(n_atoms, 2 d_pet)``."""
+    weighted = edge_tokens * edge_cutoffs.unsqueeze(1)
+    summed = segment_sum(weighted, centers, central_tokens.shape[0])
+    return torch.cat([central_tokens, summed], dim=1)
