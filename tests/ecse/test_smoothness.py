@@ -7,57 +7,16 @@ import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
-from ecse_helpers import energies_and_forces, evaluate
+from ecse_helpers import (
+    assert_continuous_scan,
+    energies_and_forces,
+    evaluate,
+    random_methane,
+)
 
 from metatrain_pet.ecse import symmetrize
 
 DATA = __file__.rsplit("/", 3)[0] + "/tests/data"
-
-
-def random_methane(n_structures, seed=0):
-    """CH4 with random C-H distances (0.9-1.6 Å) and directions, like the random
-    methane data set of App. C."""
-    rng = np.random.default_rng(seed)
-    structures = []
-    for _ in range(n_structures):
-        directions = rng.normal(size=(4, 3))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        hydrogens = directions * rng.uniform(0.9, 1.6, size=(4, 1))
-        structures.append(Atoms("CH4", positions=np.vstack([[0, 0, 0], hydrogens])))
-    return structures
-
-
-def _steps(values):
-    return np.abs(np.diff(values, axis=0)).reshape(len(values) - 1, -1).max(axis=1)
-
-
-def assert_continuous_scan(
-    model, make_structure, parameters, n_refined=3, check_forces=True
-):
-    """Energies and forces along a scan have no jump.
-
-    The steps that stand out most against their neighbouring steps (where a jump
-    would be) are refined into 8 sub-steps: a smooth, if sharp, feature spreads over
-    the sub-steps, each much smaller than the step, while a jump of size J keeps a
-    sub-step of size J."""
-    structures = [make_structure(x) for x in parameters]
-    energies, forces = energies_and_forces(model, structures)
-    forces = np.stack(forces)
-    assert np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))
-    for values in (energies, forces) if check_forces else (energies,):
-        steps = _steps(values)
-        neighbors = np.maximum(np.roll(steps, 1), np.roll(steps, -1))
-        suspicious = np.argsort(steps / (neighbors + 1e-12 * np.max(steps)))[::-1]
-        for k in suspicious[:n_refined]:
-            fine = np.linspace(parameters[k], parameters[k + 1], 9)
-            fine_energies, fine_forces = energies_and_forces(
-                model, [make_structure(x) for x in fine]
-            )
-            fine_values = fine_energies if values is energies else np.stack(fine_forces)
-            assert _steps(fine_values).max() <= 0.5 * steps[k] + 1e-10 * np.max(
-                np.abs(values)
-            ), (k, steps[k], _steps(fine_values))
-    return energies, forces
 
 
 def test_small_noise_gives_small_changes_fig6(toy_model):

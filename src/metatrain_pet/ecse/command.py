@@ -1,6 +1,8 @@
-"""``metatrain-pet ecse``: symmetrize an exported metatomic model with ECSE."""
+"""``metatrain-pet ecse``: symmetrize an exported metatomic model with ECSE, or a
+checkpoint of ``experimental.pet_ecse`` (any mode, including ``layerwise``)."""
 
 import argparse
+from typing import Any, Dict
 
 
 def register(subparsers) -> None:
@@ -13,10 +15,16 @@ def register(subparsers) -> None:
             "Ensemble and save the symmetrized model."
         ),
     )
-    parser.add_argument("model", help="exported model (.pt) to symmetrize")
+    parser.add_argument(
+        "model",
+        help="exported model (.pt) to symmetrize, or a checkpoint (.ckpt) of "
+        "experimental.pet_ecse (needed for --mode layerwise)",
+    )
     parser.add_argument("-o", "--output", required=True, help="where to save it")
     parser.add_argument("--preset", choices=["loose", "tight"], default="loose")
-    parser.add_argument("--mode", choices=["global", "per_atom"], default=None)
+    parser.add_argument(
+        "--mode", choices=["global", "per_atom", "layerwise"], default=None
+    )
     parser.add_argument("--r-out", type=float, default=None, help="outer cutoff R_out")
     parser.add_argument(
         "--aux", default=None, help="auxiliary invariant model (implies --fallback aux)"
@@ -48,11 +56,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Load ``args.model``, symmetrize it and save it to ``args.output``."""
-    from metatomic.torch import load_atomistic_model
+    params = _ecse_parameters(args)
+    if args.model.endswith(".ckpt"):
+        symmetrized = _symmetrized_checkpoint(args.model, args.preset, params)
+    else:
+        symmetrized = _symmetrized_export(args, params)
+    symmetrized.save(args.output, collect_extensions=None)
+    print(f"saved the ECSE-symmetrized model to {args.output}")
 
-    from .wrapper import symmetrize
 
-    params = {}
+def _ecse_parameters(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ECSE parameters given on the command line."""
+    params: Dict[str, Any] = {}
     if args.mode is not None:
         params["mode"] = args.mode
     if args.r_out is not None:
@@ -70,13 +85,45 @@ def run(args: argparse.Namespace) -> None:
         fallback = "aux"
     if fallback == "aux" and args.aux is None:
         raise ValueError("--fallback aux needs an auxiliary model: pass --aux AUX.pt")
+    if fallback is None and args.mode == "layerwise":
+        fallback = "adaptive"
     if fallback is not None:
         params["fallback"] = fallback
+    return params
+
+
+def _symmetrized_export(args: argparse.Namespace, params: Dict[str, Any]):
+    """An exported model wrapped by :func:`~.wrapper.symmetrize`."""
+    from metatomic.torch import load_atomistic_model
+
+    from .wrapper import symmetrize
 
     model = load_atomistic_model(args.model, args.extensions_directory)
     aux_model = None
     if args.aux is not None:
         aux_model = load_atomistic_model(args.aux, args.extensions_directory)
-    symmetrized = symmetrize(model, aux_model=aux_model, preset=args.preset, **params)
-    symmetrized.save(args.output, collect_extensions=None)
-    print(f"saved the ECSE-symmetrized model to {args.output}")
+    return symmetrize(model, aux_model=aux_model, preset=args.preset, **params)
+
+
+def _symmetrized_checkpoint(path: str, preset: str, params: Dict[str, Any]):
+    """A checkpoint of an architecture with built-in ECSE (``model: ecse:``),
+    exported with ECSE enabled as the parameters say."""
+    import torch
+    from metatrain.utils.io import model_from_checkpoint
+
+    from .hypers import resolve_ecse_hypers
+
+    checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+    name = checkpoint.get("architecture_name")
+    if name != "experimental.pet_ecse":
+        raise ValueError(
+            f"{path} is a checkpoint of '{name}', which has no built-in ECSE: export "
+            "it with `mtt export` and symmetrize the .pt with mode 'global' or "
+            "'per_atom'"
+        )
+    config = resolve_ecse_hypers(None, preset, **params)
+    config["enable"] = True
+    model = model_from_checkpoint(checkpoint, context="export")
+    checkpoint = model.get_checkpoint()
+    checkpoint["model_data"]["model_hypers"]["ecse"] = config
+    return model_from_checkpoint(checkpoint, context="export").export()

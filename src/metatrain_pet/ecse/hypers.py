@@ -22,12 +22,17 @@ class ECSEHypers(TypedDict):
     enable: bool = False
     """Apply ECSE inside the model's forward pass, so that the trained or fine-tuned
     model (and its ``mtt export``) is exactly rotationally equivariant."""
-    mode: Literal["global", "per_atom"] = "global"
+    mode: Literal["global", "per_atom", "layerwise"] = "global"
     """``global``: one pool of frames for the whole structure (App. F.10), valid for
     any model; cost: frames x one evaluation of the structure. ``per_atom``: each
     atom's environment (within the wrapped model's cutoff) is cut out and evaluated
     in that atom's own frames; the same function as the raw model only when its
-    per-atom prediction depends on that environment alone; cost linear in size."""
+    per-atom prediction depends on that environment alone; cost linear in size.
+    ``layerwise`` (PET only, App. F.10): every message-passing block runs on every
+    atomic environment once per frame of its central atom and its outputs are
+    averaged, so that every message is invariant; cost (frames per atom) x the raw
+    model, linear in size, with no cut-out sphere. Train with ``augmentation:
+    environment`` so that the messages carry invariant information."""
     r_out: float = 5.0
     """Outer cutoff R_out of the frame search (Eqs. 23-24). Should be at least the
     wrapped model's cutoff for ``fallback="adaptive"`` and for isolated atoms to be
@@ -99,7 +104,7 @@ PRESETS = {"loose": {}, "tight": TIGHT_PRESET}
 """Named settings of App. F.6: the defaults ("loose") and their "tight" overrides."""
 
 _CHOICES = {
-    "mode": ("global", "per_atom"),
+    "mode": ("global", "per_atom", "layerwise"),
     "angular_cutoff": ("q1", "q2"),
     "fallback": ("none", "aux", "adaptive"),
 }

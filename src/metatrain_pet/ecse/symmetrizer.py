@@ -87,6 +87,7 @@ class Symmetrizer(torch.nn.Module):
         super().__init__()
         self.num_frames_output = NUM_FRAMES_OUTPUT
         self.per_atom = config["mode"] == "per_atom"
+        self.layerwise = config["mode"] == "layerwise"
         self.fallback = str(config["fallback"])
         self.r_out = float(config["r_out"])
         self.frame_builder = FrameBuilder(
@@ -109,8 +110,12 @@ class Symmetrizer(torch.nn.Module):
         self.t_aux = float(config["t_aux"])
         self.delta_aux = float(config["delta_aux"])
         self.inversion = bool(config["inversion"])
-        self.register_buffer("extra_rotations", _extra_rotations(config))
-        self.register_buffer("cube_rotations", cube_rotations())
+        # derived from the parameters, so not stored in state dicts: a network
+        # trained without ECSE loads into one with ECSE
+        self.register_buffer(
+            "extra_rotations", _extra_rotations(config), persistent=False
+        )
+        self.register_buffer("cube_rotations", cube_rotations(), persistent=False)
         self.register_buffer(
             "frame_types",
             torch.tensor(config["frame_types"], dtype=torch.int32),
@@ -160,6 +165,10 @@ class Symmetrizer(torch.nn.Module):
         """Frames of every pool and the inputs to evaluate in them."""
         if len(systems) == 0:
             raise ValueError("ECSE needs at least one system")
+        if self.layerwise:
+            raise ValueError(
+                "ECSE mode 'layerwise' runs inside PET's blocks: use atom_frames()"
+            )
         requests = self._inner_requests(outputs)
         batch = flatten_systems(systems, self.ecse_options)
         if self.per_atom:
@@ -196,7 +205,9 @@ class Symmetrizer(torch.nn.Module):
             results[name] = averaged
         if self.num_frames_output in outputs:
             results[self.num_frames_output] = _frame_counts(
-                plan, len(plan.layout.systems)
+                plan.frame_systems,
+                len(plan.layout.systems),
+                plan.frames.rotations.dtype,
             )
         return results
 
@@ -331,33 +342,22 @@ class Symmetrizer(torch.nn.Module):
         contribution is predicted from its own environment, cut out of the
         structure and seen in that environment's frames."""
         output_atoms = _output_atoms(batch, selected_atoms)
-        n_centers = output_atoms.shape[0]
         layout = _layout(batch, output_atoms, True)
-        edges, usable = self._frame_edges(batch)
-        owner = layout.atom_rows[batch.centers]
-        edges = edges & (owner >= 0)
-        pools, rotations, weights = self.frame_builder(
-            owner[edges & usable], batch.vectors[edges & usable], n_centers
-        )
-        close = edges & (torch.linalg.norm(batch.vectors, dim=-1) < self.r_out)
-        needs_frame = torch.zeros(n_centers, dtype=torch.bool, device=weights.device)
-        needs_frame[owner[close]] = True
-        frames, aux_weights = self._post_process_pools(
-            Frames(rotations, weights, pools), n_centers, needs_frame, "atom"
+        frames, aux_weights, owned = self._environment_frames(
+            batch, layout.atom_rows, output_atoms.shape[0]
         )
         environments = CutOutEnvironments(
             batch.types[output_atoms],
-            owner[edges],
-            batch.types[batch.neighbors[edges]],
-            batch.vectors[edges],
+            layout.atom_rows[batch.centers[owned]],
+            batch.types[batch.neighbors[owned]],
+            batch.vectors[owned],
             self.environment_radius,
             self.inner_options,
         )
         n_frames = frames.pools.shape[0]
-        first_atoms = torch.zeros(
-            (n_frames, 2), dtype=torch.int32, device=weights.device
-        )
-        first_atoms[:, 0] = torch.arange(n_frames, device=weights.device)
+        device = frames.weights.device
+        first_atoms = torch.zeros((n_frames, 2), dtype=torch.int32, device=device)
+        first_atoms[:, 0] = torch.arange(n_frames, device=device)
         return FramePlan(
             systems=environments.rotated(frames.pools, frames.rotations),
             requests=requests,
@@ -368,6 +368,45 @@ class Symmetrizer(torch.nn.Module):
             frame_systems=batch.structure_of_atom[output_atoms[frames.pools]],
             aux_weights=aux_weights,
         )
+
+    def atom_frames(self, systems: List[System]) -> Tuple[Frames, torch.Tensor]:
+        """Layer-wise ECSE: the frames of every atom's environment (the pool of a
+        frame is its atom, numbered across ``systems``; frames sorted by atom) and
+        the structure of every frame."""
+        batch = flatten_systems(systems, self.ecse_options)
+        n_atoms = batch.types.shape[0]
+        atoms = torch.arange(n_atoms, device=batch.types.device)
+        frames, _, _ = self._environment_frames(batch, atoms, n_atoms)
+        return frames, batch.structure_of_atom[frames.pools]
+
+    def frame_counts(
+        self, frame_systems: torch.Tensor, n_systems: int, dtype: torch.dtype
+    ) -> TensorMap:
+        """:data:`NUM_FRAMES_OUTPUT`: number of frames of every structure."""
+        return _frame_counts(frame_systems, n_systems, dtype)
+
+    def _environment_frames(
+        self, batch: SystemBatch, environment_of_atom: torch.Tensor, n_environments: int
+    ) -> Tuple[Frames, Optional[torch.Tensor], torch.Tensor]:
+        """Frames of the environments of some atoms (``environment_of_atom``: the
+        environment of every atom, -1 for none), finished; also the mask of the
+        edges these environments own."""
+        edges, usable = self._frame_edges(batch)
+        owner = environment_of_atom[batch.centers]
+        edges = edges & (owner >= 0)
+        usable = edges & usable
+        pools, rotations, weights = self.frame_builder(
+            owner[usable], batch.vectors[usable], n_environments
+        )
+        close = edges & (torch.linalg.norm(batch.vectors, dim=-1) < self.r_out)
+        needs_frame = torch.zeros(
+            n_environments, dtype=torch.bool, device=weights.device
+        )
+        needs_frame[owner[close]] = True
+        frames, aux_weights = self._post_process_pools(
+            Frames(rotations, weights, pools), n_environments, needs_frame, "atom"
+        )
+        return frames, aux_weights, edges
 
 
 def _extra_rotations(config: Dict) -> torch.Tensor:
@@ -424,12 +463,13 @@ def _selected_per_frame(
     return Labels(selected_atoms.names, values)
 
 
-def _frame_counts(plan: FramePlan, n_systems: int) -> TensorMap:
+def _frame_counts(
+    frame_systems: torch.Tensor, n_systems: int, dtype: torch.dtype
+) -> TensorMap:
     """:data:`NUM_FRAMES_OUTPUT`: number of frames of every structure."""
-    dtype = plan.frames.rotations.dtype
-    device = plan.frame_systems.device
-    ones = torch.ones_like(plan.frame_systems, dtype=dtype)
-    counts = segment_sum(ones, plan.frame_systems, n_systems)
+    device = frame_systems.device
+    ones = torch.ones_like(frame_systems, dtype=dtype)
+    counts = segment_sum(ones, frame_systems, n_systems)
     zero = torch.zeros((1, 1), dtype=torch.int32, device=device)
     block = TensorBlock(
         values=counts.unsqueeze(-1),

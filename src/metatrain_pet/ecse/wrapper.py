@@ -71,6 +71,13 @@ class ECSEModel(torch.nn.Module):
     ):
         super().__init__()
         config = resolve_ecse_hypers(hypers, preset, **params)
+        if config["mode"] == "layerwise":
+            raise ValueError(
+                "ECSE mode 'layerwise' symmetrizes the message-passing blocks of "
+                "PET (experimental.pet_ecse) and needs its checkpoint: run "
+                "`metatrain-pet ecse MODEL.ckpt --mode layerwise -o OUT.pt`; any "
+                "exported model can use mode 'global' or 'per_atom'"
+            )
         if aux_model is not None:
             if config["fallback"] == "none":
                 config["fallback"] = "aux"

@@ -2,14 +2,30 @@
 the edges of block k become, through the reversed edges, the messages of block
 k + 1, updated residually."""
 
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
 from .block import MessagePassingBlock
 from .environments import Environments
+from .layerwise import FrameRows, average_rows, rotated_environments
 from .receptive_field import AtomSubset, take_rows
 from .transformer import TransformerOptions
+
+
+class Tokens(NamedTuple):
+    """Output tokens of every block (frame averages with layer-wise ECSE)."""
+
+    central: List[torch.Tensor]
+    """per block, ``(n_atoms, d)`` in the block's subset numbering"""
+    edges: List[torch.Tensor]
+    """per block, ``(n_edges, d)``"""
+    frame_rows: List[FrameRows]
+    """per block with layer-wise ECSE, its (atom, frame) rows; else empty"""
+    row_central: List[torch.Tensor]
+    """per block with layer-wise ECSE, the central token of every row"""
+    row_edges: List[torch.Tensor]
+    """per block with layer-wise ECSE, the edge tokens of every row"""
 
 
 class MessagePassing(torch.nn.Module):
@@ -56,27 +72,50 @@ class MessagePassing(torch.nn.Module):
         )
 
     def forward(
-        self, environments: Environments, subsets: List[AtomSubset]
-    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """Central and edge output tokens of every block, each in the numbering of
-        that block's subset (``subsets[k]``: the atoms block k must process)."""
+        self,
+        environments: Environments,
+        subsets: List[AtomSubset],
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ) -> Tokens:
+        """Output tokens of every block, each in the numbering of that block's
+        subset (``subsets[k]``: the atoms block k must process). With ``frames``
+        ``(atoms, rotations, weights)`` of all atoms, every block is symmetrized
+        layer by layer (:mod:`.layerwise`)."""
         species_messages = self._species_messages(environments)
         central_tokens: List[torch.Tensor] = []
         edge_tokens: List[torch.Tensor] = []
+        frame_rows: List[FrameRows] = []
+        row_central: List[torch.Tensor] = []
+        row_edges: List[torch.Tensor] = []
         messages: Optional[torch.Tensor] = None
         for k, block in enumerate(self.blocks):
+            local = subsets[k].restrict(environments)
             carried: Optional[torch.Tensor] = None
             if self.carry_central and k > 0:
-                rows = subsets[k - 1].local_atoms(subsets[k].atoms)
-                carried = take_rows(central_tokens[k - 1], rows)
-            central, edges = block(subsets[k].restrict(environments), messages, carried)
+                previous = subsets[k - 1].local_atoms(subsets[k].atoms)
+                carried = take_rows(central_tokens[k - 1], previous)
+            if frames is None:
+                central, edges = block(local, messages, carried)
+            else:
+                rows = subsets[k].frame_rows(frames, local)
+                row_messages = None if messages is None else messages[rows.edges]
+                row_carried = None if carried is None else carried[rows.atoms]
+                block_rows_central, block_rows_edges = block(
+                    rotated_environments(local, rows), row_messages, row_carried
+                )
+                central, edges = average_rows(
+                    block_rows_central, block_rows_edges, rows, local
+                )
+                frame_rows.append(rows)
+                row_central.append(block_rows_central)
+                row_edges.append(block_rows_edges)
             central_tokens.append(central)
             edge_tokens.append(edges)
             if k + 1 < len(subsets):
                 messages = self._next_messages(
                     environments, subsets, k, edges, messages, species_messages
                 )
-        return central_tokens, edge_tokens
+        return Tokens(central_tokens, edge_tokens, frame_rows, row_central, row_edges)
 
     def _species_messages(self, environments: Environments) -> Optional[torch.Tensor]:
         """E_n(s_j) of every edge when it is the first block's message."""

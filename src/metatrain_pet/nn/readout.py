@@ -2,11 +2,12 @@
 out by an atomic head H_c and a bond head H_n per target, and the blocks'
 contributions are summed."""
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
 from ..geometry.segments import segment_sum
+from .layerwise import FrameRows
 from .receptive_field import AtomSubset, take_rows
 
 
@@ -67,12 +68,65 @@ class TargetReadout(torch.nn.Module):
         return self.central_head.last_layer(central) + self.bond_head.last_layer(bonds)
 
 
+class ReadoutView(NamedTuple):
+    """What the heads read: per block, the rows of its central and edge tokens
+    (None: all), and the cutoff weight and the read row of every read edge."""
+
+    central_rows: List[Optional[torch.Tensor]]
+    edge_rows: List[Optional[torch.Tensor]]
+    cutoffs: torch.Tensor
+    centers: torch.Tensor
+
+
+def subset_view(subsets: List[AtomSubset], edge_cutoffs: torch.Tensor) -> ReadoutView:
+    """Read the atoms of the last subset (the atoms whose predictions are asked
+    for) from every block's tokens."""
+    output = subsets[-1]
+    return ReadoutView(
+        central_rows=[subset.local_atoms(output.atoms) for subset in subsets],
+        edge_rows=[subset.local_edges(output.edges) for subset in subsets],
+        cutoffs=output.take_edges(edge_cutoffs),
+        centers=output.centers,
+    )
+
+
+def frame_view(
+    subsets: List[AtomSubset], rows: List[FrameRows], edge_cutoffs: torch.Tensor
+) -> ReadoutView:
+    """Read, from every block's row tokens (layer-wise ECSE), the (atom, frame)
+    rows of the atoms whose predictions are asked for. These are all the rows of
+    the last block, and the same rows, in the same order, in the earlier ones."""
+    output = subsets[-1]
+    central_rows: List[Optional[torch.Tensor]] = []
+    edge_rows: List[Optional[torch.Tensor]] = []
+    for k in range(len(subsets)):
+        wanted = subsets[k].local_atoms(output.atoms)
+        if k + 1 == len(subsets) or wanted is None:
+            central_rows.append(None)
+            edge_rows.append(None)
+        else:
+            is_wanted = torch.zeros(
+                subsets[k].n_atoms, dtype=torch.bool, device=wanted.device
+            )
+            is_wanted[wanted] = True
+            row_wanted = is_wanted[rows[k].atoms]
+            central_rows.append(torch.nonzero(row_wanted).flatten())
+            edge_rows.append(torch.nonzero(row_wanted[rows[k].edge_rows]).flatten())
+    last = rows[-1]
+    return ReadoutView(
+        central_rows=central_rows,
+        edge_rows=edge_rows,
+        cutoffs=output.take_edges(edge_cutoffs)[last.edges],
+        centers=last.edge_rows,
+    )
+
+
 class Readout(torch.nn.Module):
     """The heads of every reading block (all blocks, or the last one only) for
     every target, and the ``feature`` output.
 
-    Every result is given for the atoms of the last block's subset (the atoms
-    whose predictions were asked for), in its numbering.
+    The rows read are given by a :class:`ReadoutView`: the atoms whose
+    predictions are asked for, or with layer-wise ECSE their (atom, frame) rows.
     """
 
     def __init__(
@@ -107,31 +161,25 @@ class Readout(torch.nn.Module):
         self,
         central_tokens: List[torch.Tensor],
         edge_tokens: List[torch.Tensor],
-        subsets: List[AtomSubset],
-        edge_cutoffs: torch.Tensor,
+        view: ReadoutView,
         targets: List[str],
         last_layer_targets: List[str],
     ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-        """Per-atom predictions ``(n_output_atoms, n_values)`` of ``targets`` and
-        last-layer features of ``last_layer_targets`` (atomic and bond features of
-        every reading block, concatenated)."""
-        output = subsets[-1]
-        cutoffs = take_rows(edge_cutoffs, output.edges)
+        """Predictions ``(n_read, n_values)`` of ``targets`` and last-layer
+        features of ``last_layer_targets`` (atomic and bond features of every
+        reading block, concatenated), for the rows of ``view``."""
         predictions: Dict[str, torch.Tensor] = {}
         last_layer: Dict[str, List[torch.Tensor]] = {}
         for index, heads in enumerate(self.blocks):
             k = index + self.first_block
-            central_rows = subsets[k].local_atoms(output.atoms)
-            edge_rows = subsets[k].local_edges(output.edges)
+            central_tokens_k = take_rows(central_tokens[k], view.central_rows[k])
+            edge_tokens_k = take_rows(edge_tokens[k], view.edge_rows[k])
             for name, head in heads.items():
                 wanted = name in targets
                 wanted_features = name in last_layer_targets
                 if wanted or wanted_features:
                     central, bonds = head.last_layer_features(
-                        take_rows(central_tokens[k], central_rows),
-                        take_rows(edge_tokens[k], edge_rows),
-                        cutoffs,
-                        output.centers,
+                        central_tokens_k, edge_tokens_k, view.cutoffs, view.centers
                     )
                     if wanted:
                         contribution = head.predict(central, bonds)

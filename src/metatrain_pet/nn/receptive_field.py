@@ -12,11 +12,12 @@ it changes nothing but the cost: this is what makes a cut-out environment (the
 about one environment rather than one per atom it contains.
 """
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
 from .environments import Environments
+from .layerwise import FrameRows, frame_rows
 
 
 def atoms_needed_per_block(
@@ -61,10 +62,13 @@ class AtomSubset:
         self, atoms: Optional[torch.Tensor], centers: torch.Tensor, n_atoms: int
     ):
         edges: Optional[torch.Tensor] = None
+        member: Optional[torch.Tensor] = None
         atom_position: Optional[torch.Tensor] = None
         edge_position: Optional[torch.Tensor] = None
         subset_centers = centers
+        self.n_atoms = n_atoms
         if atoms is not None:
+            self.n_atoms = atoms.shape[0]
             device = centers.device
             is_member = torch.zeros(n_atoms, dtype=torch.bool, device=device)
             is_member[atoms] = True
@@ -74,9 +78,11 @@ class AtomSubset:
             edge_rows[member_edges] = torch.arange(member_edges.shape[0], device=device)
             subset_centers = positions[centers[member_edges]]
             edges = member_edges
+            member = is_member
             atom_position = positions
             edge_position = edge_rows
         self.atoms = atoms
+        self.member = member
         self.edges = edges
         self.centers = subset_centers
         self.atom_position = atom_position
@@ -104,6 +110,26 @@ class AtomSubset:
     def take_edges(self, values: torch.Tensor) -> torch.Tensor:
         """Rows of per-edge ``values`` (over all edges) for this subset's edges."""
         return take_rows(values, self.edges)
+
+    def frame_rows(
+        self,
+        frames: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        environments: Environments,
+    ) -> FrameRows:
+        """The (atom, frame) rows of this subset's atoms, from the frames
+        ``(atoms, rotations, weights)`` of all atoms (sorted by atom), over the
+        subset's ``environments`` (see :meth:`restrict`)."""
+        atoms, rotations, weights = frames
+        member = self.member
+        position = self.atom_position
+        if member is not None and position is not None:
+            kept = member[atoms]
+            atoms, rotations, weights = (
+                position[atoms[kept]],
+                rotations[kept],
+                weights[kept],
+            )
+        return frame_rows(atoms, rotations, weights, environments.centers, self.n_atoms)
 
     def restrict(self, environments: Environments) -> Environments:
         """The environments of this subset's atoms, numbered compactly (``reverse``

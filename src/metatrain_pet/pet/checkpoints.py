@@ -37,8 +37,9 @@ _RENAMED_V4 = {
 
 def model_update_v3_v4(checkpoint: Dict[str, Any]) -> None:
     """Version 4 names the readout width ``d_readout`` (was ``d_head``), splits
-    the backbone into ``message_passing`` and ``heads``, and stores the network
-    once with ECSE (no ``symmetrizer.model.*`` copy)."""
+    the backbone into ``message_passing`` and ``heads``, and stores nothing of
+    ECSE but its parameters (no ``symmetrizer.*`` entries: the network once, the
+    fixed rotations rebuilt from the hypers)."""
     hypers = checkpoint["model_data"]["model_hypers"]
     hypers["d_readout"] = hypers.pop("d_head")
     for key in ("model_state_dict", "best_model_state_dict"):
@@ -50,7 +51,7 @@ def model_update_v3_v4(checkpoint: Dict[str, Any]) -> None:
 def _renamed_v4(state: Dict[str, Any]) -> Dict[str, Any]:
     renamed: Dict[str, Any] = {}
     for name, value in state.items():
-        if name.startswith("symmetrizer.model."):
+        if name.startswith("symmetrizer."):
             continue
         for old, new in _RENAMED_V4.items():
             if name.startswith(old):

@@ -99,6 +99,13 @@ class PET(ModelInterface[ModelHypers]):
                 "'adaptive' here, or wrap the exported model with "
                 "`metatrain-pet ecse MODEL.pt --aux AUX.pt`"
             )
+        if ecse["mode"] == "layerwise" and ecse["fallback"] != "adaptive":
+            raise ValueError(
+                "ecse.mode 'layerwise' needs ecse.fallback 'adaptive': every atom "
+                "gets its own frames, and an atom with fewer than two non-collinear "
+                "neighbours within r_out (a diatomic molecule, an atom leaving a "
+                "cluster) has none otherwise"
+            )
         self.symmetrizer = Symmetrizer(
             resolve_ecse_hypers(ecse), self.network.requested_neighbor_lists()
         )
@@ -237,6 +244,19 @@ class PET(ModelInterface[ModelHypers]):
         symmetrizer = self.symmetrizer
         if symmetrizer is None:
             return self.network(systems, outputs, selected_atoms)
+        if symmetrizer.layerwise:
+            frames, frame_systems = symmetrizer.atom_frames(systems)
+            results = self.network(
+                systems,
+                outputs,
+                selected_atoms,
+                (frames.pools, frames.rotations, frames.weights),
+            )
+            if symmetrizer.num_frames_output in outputs:
+                results[symmetrizer.num_frames_output] = symmetrizer.frame_counts(
+                    frame_systems, len(systems), frames.rotations.dtype
+                )
+            return results
         plan = symmetrizer.plan(systems, outputs, selected_atoms)
         evaluated: Dict[str, TensorMap] = {}
         if plan.evaluate:
@@ -295,9 +315,14 @@ class PET(ModelInterface[ModelHypers]):
     def interaction_range(self) -> float:
         """How far information travels: one cutoff per message-passing block, or
         ECSE's range when it is enabled."""
-        if self.symmetrizer is not None:
-            return max(self.symmetrizer.interaction_range(), self._network_range())
-        return self._network_range()
+        symmetrizer = self.symmetrizer
+        if symmetrizer is None:
+            return self._network_range()
+        if symmetrizer.layerwise:
+            # the last block's frames reach the frame search radius
+            last = max(self.cutoff, symmetrizer.search_radius)
+            return (self.num_gnn_layers - 1) * self.cutoff + last
+        return max(symmetrizer.interaction_range(), self._network_range())
 
     def _network_range(self) -> float:
         """Range of the raw network: one cutoff per message-passing block."""

@@ -14,8 +14,9 @@ from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from ..geometry.rotations import random_rotations
 from ..nn.environments import Environments, build_environments, geometric_input
-from ..nn.message_passing import MessagePassing
-from ..nn.readout import Readout, pet_features
+from ..nn.layerwise import FrameRows, average_over_rows
+from ..nn.message_passing import MessagePassing, Tokens
+from ..nn.readout import Readout, frame_view, pet_features, subset_view
 from ..nn.receptive_field import AtomSubset, atoms_needed_per_block
 from ..nn.transformer import TransformerOptions
 from ..systems.batch import (
@@ -120,66 +121,96 @@ class PETNetwork(torch.nn.Module):
         systems: List[System],
         outputs: Dict[str, ModelOutput],
         selected_atoms: Optional[Labels] = None,
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
     ) -> Dict[str, TensorMap]:
         """Per-atom (or summed per-structure) predictions of the requested targets,
         plus the ``feature`` and ``mtt::aux::<target>_last_layer_features`` outputs.
+
+        :param frames: ``(atoms, rotations, weights)``, the ECSE frames of every
+            atom of the batch sorted by atom, for layer-wise ECSE (App. F.10)
         """
         batch = flatten_systems(systems, self.neighbor_list_options)
         self._check_inputs(batch)
-        rotations = self._environment_rotations(batch)
+        rotations = self._environment_rotations(batch, frames)
         environments = self._environments(batch, rotations)
         subsets = self._subsets(batch, environments, selected_atoms)
-        central_tokens, edge_tokens = self.message_passing(environments, subsets)
-        per_atom = self._read_out(
-            outputs,
-            batch,
-            environments,
-            subsets,
-            central_tokens,
-            edge_tokens,
-            rotations,
+        tokens = self.message_passing(environments, subsets, frames)
+        targets, last_layer_targets = self._requested(outputs)
+        if len(tokens.frame_rows) == 0:
+            view = subset_view(subsets, environments.edge_cutoffs)
+            predictions, last_layer_features = self.heads(
+                tokens.central, tokens.edges, view, targets, last_layer_targets
+            )
+            if rotations is not None:
+                predictions = self._rotated_back(
+                    predictions, subsets[-1].take_atoms(rotations)
+                )
+        else:
+            view = frame_view(subsets, tokens.frame_rows, environments.edge_cutoffs)
+            predictions, last_layer_features = self.heads(
+                tokens.row_central, tokens.row_edges, view, targets, last_layer_targets
+            )
+            predictions, last_layer_features = self._frame_averages(
+                predictions, last_layer_features, tokens.frame_rows[-1], subsets[-1]
+            )
+        per_atom = self._tensor_maps(
+            outputs, batch, environments, subsets[-1], tokens, predictions
         )
+        for name, values in last_layer_features.items():
+            per_atom[last_layer_features_name(name)] = features_tensor_map(
+                values, per_atom_samples(batch, subsets[-1])
+            )
         return _per_sample_kind(per_atom, outputs, len(systems))
 
-    def _read_out(
+    def _rotated_back(
+        self, predictions: Dict[str, torch.Tensor], rotations: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """Per-atom predictions made in the frames ``rotations`` (one per row),
+        brought back to the laboratory frame."""
+        rotated: Dict[str, torch.Tensor] = {}
+        for name, layout in self.layouts.items():
+            if name in predictions:
+                rotated[name] = layout.rotate_back(predictions[name], rotations)
+        return rotated
+
+    def _frame_averages(
+        self,
+        predictions: Dict[str, torch.Tensor],
+        last_layer_features: Dict[str, torch.Tensor],
+        rows: FrameRows,
+        output: AtomSubset,
+    ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """Layer-wise ECSE: predictions of every (atom, frame) row rotated back
+        and averaged with the frame weights (Eq. 17); last-layer features (all
+        invariant) averaged."""
+        averaged: Dict[str, torch.Tensor] = {}
+        for name, values in self._rotated_back(predictions, rows.rotations).items():
+            averaged[name] = average_over_rows(values, rows, output.n_atoms)
+        features: Dict[str, torch.Tensor] = {}
+        for name, values in last_layer_features.items():
+            features[name] = average_over_rows(values, rows, output.n_atoms)
+        return averaged, features
+
+    def _tensor_maps(
         self,
         outputs: Dict[str, ModelOutput],
         batch: SystemBatch,
         environments: Environments,
-        subsets: List[AtomSubset],
-        central_tokens: List[torch.Tensor],
-        edge_tokens: List[torch.Tensor],
-        rotations: Optional[torch.Tensor],
+        output: AtomSubset,
+        tokens: Tokens,
+        predictions: Dict[str, torch.Tensor],
     ) -> Dict[str, TensorMap]:
-        """Per-atom maps of the requested targets (back in the laboratory frame
-        when environments were rotated), last-layer features and features, for
-        the atoms of the last block's subset."""
-        targets, last_layer_targets = self._requested(outputs)
-        predictions, last_layer_features = self.heads(
-            central_tokens,
-            edge_tokens,
-            subsets,
-            environments.edge_cutoffs,
-            targets,
-            last_layer_targets,
-        )
-        output = subsets[-1]
-        samples = atom_samples(batch, self._output_atoms(batch, output))
+        """Per-atom maps of the predictions and of the ``feature`` output, for the
+        atoms of the last block's subset."""
+        samples = per_atom_samples(batch, output)
         per_atom: Dict[str, TensorMap] = {}
         for name, layout in self.layouts.items():
             if name in predictions:
-                values = predictions[name]
-                if rotations is not None:
-                    values = layout.rotate_back(values, output.take_atoms(rotations))
-                per_atom[name] = layout.to_tensor_map(values, samples)
-        for name, values in last_layer_features.items():
-            per_atom[last_layer_features_name(name)] = features_tensor_map(
-                values, samples
-            )
+                per_atom[name] = layout.to_tensor_map(predictions[name], samples)
         if "feature" in outputs:
             features = pet_features(
-                central_tokens[-1],
-                edge_tokens[-1],
+                tokens.central[-1],
+                tokens.edges[-1],
                 output.take_edges(environments.edge_cutoffs),
                 output.centers,
             )
@@ -200,10 +231,15 @@ class PETNetwork(torch.nn.Module):
                 f"types {self.atomic_types}"
             )
 
-    def _environment_rotations(self, batch: SystemBatch) -> Optional[torch.Tensor]:
+    def _environment_rotations(
+        self,
+        batch: SystemBatch,
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ) -> Optional[torch.Tensor]:
         """One random rotation R_i per atomic environment ``(n_atoms, 3, 3)`` in
-        training mode with per-environment augmentation (App. F.10), else None."""
-        if not (self.training and self.rotate_environments):
+        training mode with per-environment augmentation (App. F.10), else None
+        (also with layer-wise ECSE, which makes the blocks invariant)."""
+        if not (self.training and self.rotate_environments) or frames is not None:
             return None
         positions = batch.positions
         return random_rotations(
@@ -256,12 +292,6 @@ class PETNetwork(torch.nn.Module):
         )
         return [AtomSubset(atoms, environments.centers, n_atoms) for atoms in needed]
 
-    def _output_atoms(self, batch: SystemBatch, output: AtomSubset) -> torch.Tensor:
-        atoms = output.atoms
-        if atoms is None:
-            return torch.arange(batch.types.shape[0], device=batch.types.device)
-        return atoms
-
     def _requested(
         self, outputs: Dict[str, ModelOutput]
     ) -> Tuple[List[str], List[str]]:
@@ -274,6 +304,14 @@ class PETNetwork(torch.nn.Module):
             if last_layer_features_name(name) in outputs:
                 last_layer_targets.append(name)
         return targets, last_layer_targets
+
+
+def per_atom_samples(batch: SystemBatch, output: AtomSubset) -> Labels:
+    """``(system, atom)`` samples of the atoms of ``output`` (all when None)."""
+    atoms = output.atoms
+    if atoms is None:
+        atoms = torch.arange(batch.types.shape[0], device=batch.types.device)
+    return atom_samples(batch, atoms)
 
 
 def _per_sample_kind(

@@ -70,7 +70,7 @@ class TargetLayout(torch.nn.Module):
         pieces: List[torch.Tensor] = []
         start = 0
         for names, shape, size in zip(self.component_names, self.shapes, self.sizes):
-            rank = cartesian_rank(names, self.name, "per-environment augmentation")
+            rank = cartesian_rank(names, self.name, "PET's per-environment frames")
             piece = values[:, start : start + size].reshape([-1] + shape)
             pieces.append(rotate_back(piece, rotations, rank).reshape(-1, size))
             start += size
