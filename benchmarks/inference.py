@@ -7,6 +7,7 @@ require gradients, evaluates the exported model and back-propagates the energy.
 """
 
 import gc
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -123,3 +124,40 @@ def interleaved_times(
 
 def median(values):
     return statistics.median(values)
+
+
+def _proc_status_kib(field):
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def step_memory_mib(model, system: System, device: torch.device) -> float:
+    """Peak memory added by one energy + forces step, in MiB, after a warm-up step
+    that pays one-time allocations: on CPU the peak resident set size during the
+    step (VmHWM, reset just before it through /proc/self/clear_refs) minus the
+    resident set size before it; on CUDA the peak allocated memory of torch's
+    caching allocator during the step minus the allocated memory before. Run it in
+    a fresh process with ``MALLOC_MMAP_THRESHOLD_`` set (see ``run.py``)."""
+    step(model, system)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step(model, system)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as file:
+            file.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+        before = _proc_status_kib("VmRSS")
+        step(model, system)
+        after = _proc_status_kib("VmHWM")
+    except OSError:  # no /proc: growth of ru_maxrss (0 if below the old peak)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step(model, system)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (after - before) / 1024

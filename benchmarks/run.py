@@ -27,13 +27,11 @@ The run writes ``results.csv``, ``results.md`` and PNG plots into ``--out``.
 import argparse
 import csv
 import datetime
-import gc
 import json
 import logging
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -173,40 +171,12 @@ def _memory_subprocess(name, label, device, hypers):
     return float(output.strip().splitlines()[-1])
 
 
-def _proc_status_kib(field):
-    with open("/proc/self/status") as file:
-        for line in file:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_worker(name, label, device, hypers):
     size = int(label[5:]) if label.startswith("water") else None
     atoms = inference.structures([size] if size else [])[label]
     model = inference.build_models(torch.float32, **hypers)[name].to(device)
     system = inference.prepare(model, atoms).to(device=device)
-    inference.step(model, system)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        inference.step(model, system)
-        torch.cuda.synchronize()
-        print((torch.cuda.max_memory_allocated() - before) / 2**20)
-    else:
-        gc.collect()
-        try:
-            with open("/proc/self/clear_refs", "w") as file:
-                file.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-            before = _proc_status_kib("VmRSS")
-            inference.step(model, system)
-            after = _proc_status_kib("VmHWM")
-        except OSError:  # no /proc: growth of ru_maxrss (0 if below the old peak)
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            inference.step(model, system)
-            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print((after - before) / 1024)
+    print(inference.step_memory_mib(model, system, device))
 
 
 # ---------------------------------------------------------------------- training

@@ -137,3 +137,47 @@ def test_per_atom_mode_warns_when_it_truncates_message_passing():
     ecse = dict(tiny_hypers()["ecse"], enable=True, mode="per_atom")
     with pytest.warns(UserWarning, match="per_atom mode cuts environments"):
         energy_model([1, 6, 8], num_gnn_layers=2, ecse=ecse)
+
+
+LAYERWISE = {
+    "enable": True,
+    "mode": "layerwise",
+    "fallback": "adaptive",
+    **TIGHT_PRESET,
+}
+
+
+def test_layerwise_mode_keeps_message_passing_continuous():
+    """Layer-wise ECSE on a two-block PET: no cut-out sphere, so nothing happens
+    where ``per_atom`` jumps (the test above)."""
+    model = energy_model([1, 6, 8], num_gnn_layers=2, ecse=LAYERWISE).export()
+    assert abs(_energy_across_the_cut_out_sphere(model)) < 1e-6
+
+
+def test_layerwise_mode_needs_the_adaptive_fallback():
+    with pytest.raises(ValueError, match="needs ecse.fallback 'adaptive'"):
+        energy_model([1, 6, 8], ecse=dict(LAYERWISE, fallback="none"))
+
+
+def test_training_with_layerwise_ecse_from_the_first_step(ethanol, tmp_path):
+    """Layer-wise ECSE on during training: the loss decreases, and the trained
+    model exports exactly invariant."""
+    from metatrain_pet.training.trainer import Trainer
+    from test_training_protocol import ethanol_data, train, trainer_hypers
+
+    data = ethanol_data()
+    torch.manual_seed(0)
+    hypers = tiny_hypers(num_gnn_layers=2, ecse=LAYERWISE)
+    model = PET(hypers, data[0])
+    trainer = Trainer(trainer_hypers(num_epochs=3, augmentation="environment"))
+    train(trainer, model, data, tmp_path)
+    assert trainer.best_epoch is not None and trainer.best_metric < float("inf")
+    exported = PET.load_checkpoint(model.get_checkpoint(), "export").export()
+    exported.save(str(tmp_path / "layerwise.pt"))
+    from metatomic.torch import load_atomistic_model
+
+    from metatrain_pet.symmetry.diagnostics import predict
+
+    loaded = load_atomistic_model(str(tmp_path / "layerwise.pt"))
+    first, second = predict(loaded, [ethanol, rotated(ethanol, 3)[0]], forces=False)
+    assert second.energy == pytest.approx(first.energy, rel=1e-12)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> None:
     """Load ``args.model``, symmetrize it and save it to ``args.output``."""
     params = _ecse_parameters(args)
     if args.model.endswith(".ckpt"):
-        symmetrized = _symmetrized_checkpoint(args.model, args.preset, params)
+        symmetrized = symmetrized_checkpoint(args.model, args.preset, params)
     else:
         symmetrized = _symmetrized_export(args, params)
     symmetrized.save(args.output, collect_extensions=None)
@@ -105,7 +105,7 @@ def _symmetrized_export(args: argparse.Namespace, params: Dict[str, Any]):
     return symmetrize(model, aux_model=aux_model, preset=args.preset, **params)
 
 
-def _symmetrized_checkpoint(path: str, preset: str, params: Dict[str, Any]):
+def symmetrized_checkpoint(path: str, preset: str, params: Dict[str, Any]):
     """A checkpoint of an architecture with built-in ECSE (``model: ecse:``),
     exported with ECSE enabled as the parameters say."""
     import torch
