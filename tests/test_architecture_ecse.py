@@ -56,8 +56,10 @@ def test_symmetrized_architecture_is_exactly_invariant(ethanol):
     assert frames.block().values.item() >= 1
 
 
-def test_export_keeps_the_symmetrization(ethanol, tmp_path):
-    model = energy_model([1, 6, 8], num_gnn_layers=1, dtype=torch.float64, ecse=ECSE)
+@pytest.mark.parametrize("mode", ["per_atom", "layerwise"])
+def test_export_keeps_the_symmetrization(ethanol, tmp_path, mode):
+    ecse = dict(ECSE, mode=mode)
+    model = energy_model([1, 6, 8], num_gnn_layers=1, dtype=torch.float64, ecse=ecse)
     model.export().save(str(tmp_path / "model.pt"))
     from metatomic_ase import MetatomicCalculator
 

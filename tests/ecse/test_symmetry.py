@@ -171,3 +171,15 @@ def test_frame_types_must_be_atomic_numbers(toy_model):
 def test_metatrain_pet_is_exactly_equivariant(pet_model):
     model = symmetrize(pet_model)
     check_exact(model, pet_model, ethanol(), 10, 1e-12)
+
+
+def test_global_mode_stops_before_running_out_of_memory(toy_model):
+    """The 192-atom water box in global mode would need thousands of evaluations
+    of the whole box: a clear error names the modes that fit, before any of them
+    is made; a small molecule is unaffected, and the limit can be raised."""
+    water = ase.io.read(f"{DATA}/water64_2.xyz", 0)
+    with pytest.raises(ValueError, match="mode='per_atom'.*mode='layerwise'"):
+        evaluate(symmetrize(toy_model, preset="tight"), water)
+    evaluate(symmetrize(toy_model, preset="tight"), ethanol())
+    with pytest.raises(ValueError, match="max_evaluated_pairs"):
+        symmetrize(toy_model, max_evaluated_pairs=-1)

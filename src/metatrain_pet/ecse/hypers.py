@@ -89,6 +89,12 @@ class ECSEHypers(TypedDict):
     identity (App. F.8, Eq. 25): the cost is multiplied by 1 + this number."""
     seed: int = 0
     """Seed of the extra rotations of App. F.8."""
+    max_evaluated_pairs: int = 300000
+    """``global`` mode: largest number of neighbour pairs (of the wrapped model's
+    list) over all the frames of a structure, beyond which the evaluation stops
+    with an error naming the cheaper modes instead of running out of memory. A PET
+    of default size needs about 70 kB per pair for energy and forces, so the
+    default is about 20 GB; 0 removes the limit."""
 
 
 TIGHT_PRESET = {
@@ -178,6 +184,11 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
             f"got {frame_types!r}"
         )
     resolved["frame_types"] = sorted(set(frame_types))
+    if int(resolved["max_evaluated_pairs"]) < 0:
+        raise ValueError(
+            "ECSE parameter 'max_evaluated_pairs' must be >= 0, "
+            f"got {resolved['max_evaluated_pairs']}"
+        )
     if int(resolved["num_extra_rotations"]) < 0:
         raise ValueError(
             "ECSE parameter 'num_extra_rotations' must be >= 0, "

@@ -110,6 +110,7 @@ class Symmetrizer(torch.nn.Module):
         self.t_aux = float(config["t_aux"])
         self.delta_aux = float(config["delta_aux"])
         self.inversion = bool(config["inversion"])
+        self.max_evaluated_pairs = int(config["max_evaluated_pairs"])
         # derived from the parameters, so not stored in state dicts: a network
         # trained without ECSE loads into one with ECSE
         self.register_buffer(
@@ -279,6 +280,38 @@ class Symmetrizer(torch.nn.Module):
         frames = add_extra_rotations(frames, self.extra_rotations)
         return sort_by_pool(frames), aux_weights
 
+    def _check_global_cost(
+        self, systems: List[System], frame_starts: List[int]
+    ) -> None:
+        """Stop before evaluating a structure in more frames than memory allows
+        (``max_evaluated_pairs``), with the options that fit."""
+        if self.max_evaluated_pairs <= 0 or len(self.inner_options) == 0:
+            return
+        for index, system in enumerate(systems):
+            pairs = system.get_neighbor_list(self.inner_options[0]).values.shape[0]
+            n_frames = frame_starts[index + 1] - frame_starts[index]
+            if n_frames * max(pairs, len(system)) > self.max_evaluated_pairs:
+                raise ValueError(
+                    "ECSE global mode would evaluate structure "
+                    + str(index)
+                    + " ("
+                    + str(len(system))
+                    + " atoms, "
+                    + str(pairs)
+                    + " neighbour pairs) in "
+                    + str(n_frames)
+                    + " frames, "
+                    + str(n_frames * pairs)
+                    + " pairs in all (about "
+                    + str(n_frames * pairs * 70 // 1000000)
+                    + " GB with forces for a PET of default size), above "
+                    "max_evaluated_pairs="
+                    + str(self.max_evaluated_pairs)
+                    + ": use mode='per_atom' (local models), mode='layerwise' "
+                    "(PET checkpoints), or preset='tight'; raise "
+                    "max_evaluated_pairs for a small model"
+                )
+
     def _check_frames_exist(self, frameless: torch.Tensor, kind: str) -> None:
         if bool(torch.any(frameless)):
             index = int(torch.nonzero(frameless)[0, 0])
@@ -311,8 +344,9 @@ class Symmetrizer(torch.nn.Module):
             frames, n_systems, needs_frame, "structure"
         )
         output_atoms = _output_atoms(batch, selected_atoms)
-        copies: List[System] = []
         frame_starts: List[int] = segment_offsets(frames.pools, n_systems).tolist()
+        self._check_global_cost(systems, frame_starts)
+        copies: List[System] = []
         for index, system in enumerate(systems):
             start, stop = frame_starts[index], frame_starts[index + 1]
             if stop > start:

@@ -36,12 +36,14 @@ _RENAMED_V4 = {
 
 
 def model_update_v3_v4(checkpoint: Dict[str, Any]) -> None:
-    """Version 4 names the readout width ``d_readout`` (was ``d_head``), splits
+    """Version 4 names the readout width ``d_readout`` (was ``d_head``), adds the
+    ECSE parameter ``max_evaluated_pairs``, splits
     the backbone into ``message_passing`` and ``heads``, and stores nothing of
     ECSE but its parameters (no ``symmetrizer.*`` entries: the network once, the
     fixed rotations rebuilt from the hypers)."""
     hypers = checkpoint["model_data"]["model_hypers"]
     hypers["d_readout"] = hypers.pop("d_head")
+    hypers["ecse"].setdefault("max_evaluated_pairs", 300000)
     for key in ("model_state_dict", "best_model_state_dict"):
         state = checkpoint.get(key)
         if state is not None:
