@@ -114,13 +114,9 @@ class TestOutputECSE(TestOutput):
         return hypers
 
 
-class TestOutputLayerwise(TestOutput):
+class TestOutputLayerwise(TestOutputECSE):
     """With layer-wise ECSE (App. F.10) every message is symmetrized: the
     architecture is exactly rotation-equivariant with linear cost."""
-
-    is_equivariant_rotations = True
-    is_equivariant_reflections = False
-    supports_spherical_outputs = False
 
     @pytest.fixture
     def model_hypers(self):

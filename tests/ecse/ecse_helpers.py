@@ -166,3 +166,15 @@ def assert_continuous_scan(
                 np.abs(values)
             ), (k, steps[k], _steps(fine_values))
     return energies, forces
+
+
+def stretched_methane(stretch: float):
+    """CH4 with one H moved by ``stretch`` Å along its bond: through the C-H
+    distance of the three others, the two closest neighbours of C, which define
+    the dominant frames, change."""
+    import ase.build
+
+    atoms = ase.build.molecule("CH4")
+    direction = atoms.positions[1] / np.linalg.norm(atoms.positions[1])
+    atoms.positions[1] += stretch * direction
+    return atoms

@@ -13,6 +13,7 @@ from ecse_helpers import (
     evaluate,
     random_methane,
     random_rotations,
+    stretched_methane,
 )
 from metatomic.torch import ModelOutput, load_atomistic_model, systems_to_torch
 from metatrain.utils.architectures import get_default_hypers
@@ -162,16 +163,8 @@ def test_atom_crossing_every_cutoff(models):
 
 
 def test_closest_neighbours_swapping(models):
-    base = ase.build.molecule("CH4")
-    direction = base.positions[1] / np.linalg.norm(base.positions[1])
-
-    def make_structure(stretch):
-        atoms = base.copy()
-        atoms.positions[1] += stretch * direction
-        return atoms
-
     assert_continuous_scan(
-        models["tight"], make_structure, np.arange(-0.12, 0.12, 0.006)
+        models["tight"], stretched_methane, np.arange(-0.12, 0.12, 0.006)
     )
 
 

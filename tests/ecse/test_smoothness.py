@@ -12,6 +12,7 @@ from ecse_helpers import (
     energies_and_forces,
     evaluate,
     random_methane,
+    stretched_methane,
 )
 
 from metatrain_pet.ecse import symmetrize
@@ -61,16 +62,8 @@ def test_closest_neighbours_swapping(toy_model, mode):
     """One H of CH4 is stretched through the C-H distance of the three others, so
     the two closest neighbours of C, which define the dominant frames, change
     (tight preset: the sharpest case)."""
-    base = ase.build.molecule("CH4")
-    direction = base.positions[1] / np.linalg.norm(base.positions[1])
-
-    def make_structure(stretch):
-        atoms = base.copy()
-        atoms.positions[1] += stretch * direction
-        return atoms
-
     model = symmetrize(toy_model, preset="tight", mode=mode)
-    assert_continuous_scan(model, make_structure, np.arange(-0.12, 0.12, 0.006))
+    assert_continuous_scan(model, stretched_methane, np.arange(-0.12, 0.12, 0.006))
 
 
 @pytest.mark.parametrize("fallback", ["aux", "adaptive"])
