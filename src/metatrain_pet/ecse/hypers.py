@@ -144,7 +144,13 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
                     f"unknown ECSE parameter '{name}', known ones are {list(resolved)}"
                 )
             resolved[name] = value
+    _check_values(resolved)
+    _check_counts(resolved)
+    return resolved
 
+
+def _check_values(resolved: dict) -> None:
+    """Choices, signs and orderings of the real-valued parameters."""
     for name, choices in _CHOICES.items():
         if resolved[name] not in choices:
             raise ValueError(
@@ -175,6 +181,10 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
             "ECSE parameter 'delta_aux' (Δ_aux) must be smaller than 't_aux', so that "
             "w_aux is 1 when every frame weight vanishes (Eq. 20)"
         )
+
+
+def _check_counts(resolved: dict) -> None:
+    """The integer and list parameters (``frame_types`` is sorted in place)."""
     frame_types = resolved["frame_types"]
     if not isinstance(frame_types, (list, tuple)) or not all(
         isinstance(t, int) and not isinstance(t, bool) for t in frame_types
@@ -194,4 +204,3 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
             "ECSE parameter 'num_extra_rotations' must be >= 0, "
             f"got {resolved['num_extra_rotations']}"
         )
-    return resolved
