@@ -135,6 +135,32 @@ class PETNetwork(torch.nn.Module):
         environments = self._environments(batch, rotations)
         subsets = self._subsets(batch, environments, selected_atoms)
         tokens = self.message_passing(environments, subsets, frames)
+        predictions, last_layer_features = self._read_out(
+            outputs, environments, subsets, tokens, rotations
+        )
+        per_atom = self._tensor_maps(
+            outputs,
+            batch,
+            environments,
+            subsets[-1],
+            tokens,
+            predictions,
+            last_layer_features,
+        )
+        return _per_sample_kind(per_atom, outputs, len(systems))
+
+    def _read_out(
+        self,
+        outputs: Dict[str, ModelOutput],
+        environments: Environments,
+        subsets: List[AtomSubset],
+        tokens: Tokens,
+        rotations: Optional[torch.Tensor],
+    ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """Predictions and last-layer features of the requested targets for the
+        atoms of the last subset, in the laboratory frame: read from the tokens, or
+        with layer-wise ECSE from every (atom, frame) row, rotated back and
+        averaged."""
         targets, last_layer_targets = self._requested(outputs)
         if len(tokens.frame_rows) == 0:
             view = subset_view(subsets, environments.edge_cutoffs)
@@ -145,22 +171,14 @@ class PETNetwork(torch.nn.Module):
                 predictions = self._rotated_back(
                     predictions, subsets[-1].take_atoms(rotations)
                 )
-        else:
-            view = frame_view(subsets, tokens.frame_rows, environments.edge_cutoffs)
-            predictions, last_layer_features = self.heads(
-                tokens.row_central, tokens.row_edges, view, targets, last_layer_targets
-            )
-            predictions, last_layer_features = self._frame_averages(
-                predictions, last_layer_features, tokens.frame_rows[-1], subsets[-1]
-            )
-        per_atom = self._tensor_maps(
-            outputs, batch, environments, subsets[-1], tokens, predictions
+            return predictions, last_layer_features
+        view = frame_view(subsets, tokens.frame_rows, environments.edge_cutoffs)
+        predictions, last_layer_features = self.heads(
+            tokens.row_central, tokens.row_edges, view, targets, last_layer_targets
         )
-        for name, values in last_layer_features.items():
-            per_atom[last_layer_features_name(name)] = features_tensor_map(
-                values, per_atom_samples(batch, subsets[-1])
-            )
-        return _per_sample_kind(per_atom, outputs, len(systems))
+        return self._frame_averages(
+            predictions, last_layer_features, tokens.frame_rows[-1], subsets[-1]
+        )
 
     def _rotated_back(
         self, predictions: Dict[str, torch.Tensor], rotations: torch.Tensor
@@ -199,14 +217,19 @@ class PETNetwork(torch.nn.Module):
         output: AtomSubset,
         tokens: Tokens,
         predictions: Dict[str, torch.Tensor],
+        last_layer_features: Dict[str, torch.Tensor],
     ) -> Dict[str, TensorMap]:
-        """Per-atom maps of the predictions and of the ``feature`` output, for the
-        atoms of the last block's subset."""
+        """Per-atom maps of the predictions, of the last-layer features and of the
+        ``feature`` output, for the atoms of the last block's subset."""
         samples = per_atom_samples(batch, output)
         per_atom: Dict[str, TensorMap] = {}
         for name, layout in self.layouts.items():
             if name in predictions:
                 per_atom[name] = layout.to_tensor_map(predictions[name], samples)
+        for name, values in last_layer_features.items():
+            per_atom[last_layer_features_name(name)] = features_tensor_map(
+                values, samples
+            )
         if "feature" in outputs:
             features = pet_features(
                 tokens.central[-1],
