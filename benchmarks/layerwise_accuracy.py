@@ -38,8 +38,9 @@ def errors(model, structures) -> dict:
     predictions = predict(model, structures, batch_size=4, forces=True)
     energy, forces = [], []
     for atoms, prediction in zip(structures, predictions, strict=True):
-        energy.append(abs(prediction.energy - atoms.info["energy"]) / len(atoms))
-        forces.append(np.abs(prediction.forces - atoms.arrays["forces"]).ravel())
+        reference = atoms.get_potential_energy()
+        energy.append(abs(prediction.energy - reference) / len(atoms))
+        forces.append(np.abs(prediction.forces - atoms.get_forces()).ravel())
     return {
         "energy_mae": 1e3 * float(np.mean(energy)),
         "forces_mae": 1e3 * float(np.mean(np.concatenate(forces))),

@@ -82,9 +82,14 @@ def subset_view(subsets: List[AtomSubset], edge_cutoffs: torch.Tensor) -> Readou
     """Read the atoms of the last subset (the atoms whose predictions are asked
     for) from every block's tokens."""
     output = subsets[-1]
+    central_rows: List[Optional[torch.Tensor]] = []
+    edge_rows: List[Optional[torch.Tensor]] = []
+    for subset in subsets:
+        central_rows.append(subset.local_atoms(output.atoms))
+        edge_rows.append(subset.local_edges(output.edges))
     return ReadoutView(
-        central_rows=[subset.local_atoms(output.atoms) for subset in subsets],
-        edge_rows=[subset.local_edges(output.edges) for subset in subsets],
+        central_rows=central_rows,
+        edge_rows=edge_rows,
         cutoffs=output.take_edges(edge_cutoffs),
         centers=output.centers,
     )
