@@ -48,14 +48,24 @@ MODEL_FAMILIES = {
 PRIMARY_FAMILY = "pet_ecse"
 
 
-def _build_model(family: str, dtype: torch.dtype):
+def _build_model(family: str, dtype: torch.dtype, layerwise: bool = False):
     from metatrain.utils.architectures import get_default_hypers
 
+    from metatrain_pet.ecse.hypers import TIGHT_PRESET
     from metatrain_pet.pet.untrained import untrained_energy_model
 
     architecture = MODEL_FAMILIES[family]
     known = get_default_hypers(architecture)["model"]
     hypers = {key: value for key, value in TINY_HYPERS.items() if key in known}
+    if layerwise:
+        hypers["ecse"] = dict(
+            known["ecse"],
+            enable=True,
+            mode="layerwise",
+            fallback="adaptive",
+            r_out=ECSE_TEST_PARAMS["r_out"],
+            **TIGHT_PRESET,
+        )
     return untrained_energy_model(
         architecture, ATOMIC_TYPES, dtype=dtype, **hypers
     ).export()
@@ -72,8 +82,9 @@ def _save_symmetrized(model, path):
 def exported_model(tmp_path_factory):
     """Factory ``exported_model(family, variant, dtype="float64") -> Path``.
 
-    ``variant`` is ``"raw"`` or ``"ecse"`` (the raw model wrapped by
-    ``metatrain_pet.ecse.symmetrize``).
+    ``variant`` is ``"raw"``, ``"ecse"`` (the raw model wrapped by
+    ``metatrain_pet.ecse.symmetrize``) or ``"layerwise"`` (our PET with
+    layer-wise ECSE built in).
     """
     directory = tmp_path_factory.mktemp("engine-models")
     saved = {}
@@ -83,7 +94,7 @@ def exported_model(tmp_path_factory):
         if key in saved:
             return saved[key]
 
-        model = _build_model(family, getattr(torch, dtype))
+        model = _build_model(family, getattr(torch, dtype), variant == "layerwise")
         path = directory / f"{family}-{variant}-{dtype}.pt"
         if variant == "ecse":
             _save_symmetrized(model, path)
