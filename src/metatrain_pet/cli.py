@@ -30,7 +30,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"metatrain-pet {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

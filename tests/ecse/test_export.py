@@ -211,3 +211,37 @@ def test_training_through_ecse_double_backward():
     gradients = torch.autograd.grad(loss, parameters)
     assert all(torch.all(torch.isfinite(gradient)) for gradient in gradients)
     assert any(torch.any(gradient != 0.0) for gradient in gradients)
+
+
+def test_an_ecse_model_is_not_wrapped_twice(toy_model):
+    with pytest.raises(ValueError, match="already ECSE-symmetrized"):
+        symmetrize(symmetrize(toy_model))
+
+
+def test_outputs_are_written_atomically_and_never_over_the_input(
+    toy_model, tmp_path, monkeypatch
+):
+    """`-o` equal to the input is refused; a write that fails half-way (a kill, a
+    full disk) leaves the previous output intact and no temporary file."""
+    from metatomic.torch import AtomisticModel
+
+    raw = str(tmp_path / "raw.pt")
+    toy_model.save(raw)
+    before = (tmp_path / "raw.pt").read_bytes()
+    assert main(["ecse", raw, "-o", raw]) == 1
+    assert main(["average", raw, "-o", raw, "--order", "1"]) == 1
+    assert (tmp_path / "raw.pt").read_bytes() == before
+
+    output = tmp_path / "ecse.pt"
+    assert main(["ecse", raw, "-o", str(output)]) == 0
+    good = output.read_bytes()
+
+    def interrupted(self, path, collect_extensions=None):
+        with open(path, "wb") as file:
+            file.write(good[: len(good) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(AtomisticModel, "save", interrupted)
+    assert main(["ecse", raw, "-o", str(output)]) == 1
+    assert output.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ecse.pt", "raw.pt"]

@@ -4,6 +4,8 @@ checkpoint of ``experimental.pet_ecse`` (any mode, including ``layerwise``)."""
 import argparse
 from typing import Any, Dict
 
+from ..files import save_model
+
 
 def register(subparsers) -> None:
     """Add the ``ecse`` sub-command to ``subparsers``."""
@@ -61,7 +63,9 @@ def run(args: argparse.Namespace) -> None:
         symmetrized = symmetrized_checkpoint(args.model, args.preset, params)
     else:
         symmetrized = _symmetrized_export(args, params)
-    symmetrized.save(args.output, collect_extensions=None)
+    save_model(
+        symmetrized, args.output, [args.model] + ([args.aux] if args.aux else [])
+    )
     print(f"saved the ECSE-symmetrized model to {args.output}")
 
 

@@ -144,6 +144,12 @@ def symmetrize(
             "symmetrize expects an AtomisticModel, e.g. from load_atomistic_model"
         )
     capabilities = atomistic_model.capabilities()
+    if NUM_FRAMES_OUTPUT in capabilities.outputs:
+        raise ValueError(
+            "this model is already ECSE-symmetrized (it declares "
+            f"{NUM_FRAMES_OUTPUT}): wrapping it again gives the same predictions "
+            "at the cost of one more ensemble of frames per frame"
+        )
     if aux_model is not None:
         _check_aux_compatible(capabilities, aux_model.capabilities())
 

@@ -8,6 +8,7 @@ from typing import Optional
 import ase.io
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
+from ..files import save_model
 from .grid import grid_average, grid_evaluation_count
 from .random_rotation import random_rotation_average
 from .report import build_report, format_summary
@@ -165,8 +166,7 @@ def run_average(args: argparse.Namespace) -> None:
         averaged = with_symmetrized_variant(raw, averaged, variant=args.as_variant)
         description += f", as 'energy/{args.as_variant}' next to the raw 'energy'"
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    averaged.save(str(args.output))
+    save_model(averaged, str(args.output), [str(args.model)])
     print(f"saved {args.output}: {description}")
 
 
