@@ -526,3 +526,26 @@ def test_wrong_shape_of_a_vector_target(tmp_path, monkeypatch, caplog):
     # metatrain's reader refuses it; its message names neither target nor file
     assert "invalid for input of size 2" in str(error.value)
     assert not started_training(caplog)
+
+
+def test_without_validation_data_the_last_epoch_is_kept(tmp_path, caplog):
+    """An empty validation set used to make epoch 0 the 'best' model and throw
+    the training away; now the last epoch is kept, and the log says so."""
+    data = ethanol_data(n_val=0)
+    torch.manual_seed(0)
+    model = PET(tiny_hypers(), data[0])
+    trainer = Trainer(trainer_hypers(num_epochs=3))
+    with caplog.at_level(logging.WARNING):
+        train(trainer, model, data, tmp_path)
+    assert trainer.best_epoch == 2
+    assert any("validation set is empty" in r.message for r in caplog.records)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(trainer.best_model_state_dict[name], value)
+
+
+def test_zero_epochs_are_reported(tmp_path, caplog):
+    data = ethanol_data()
+    model = PET(tiny_hypers(), data[0])
+    with caplog.at_level(logging.WARNING):
+        train(Trainer(trainer_hypers(num_epochs=0)), model, data, tmp_path)
+    assert any("no epoch will be trained" in r.message for r in caplog.records)

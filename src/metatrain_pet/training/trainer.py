@@ -76,6 +76,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
         self.best_optimizer_state_dict: Optional[Dict[str, Any]] = None
         self.loss_normalization: Dict[str, float] = {}
         self.fast_decay_start: Optional[int] = None
+        self.validated = True
 
     def train(
         self,
@@ -101,6 +102,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
         )
         self._seed_loss_normalization(model, val_data, loss_fn)
         start_epoch = 0 if self.epoch is None else self.epoch + 1
+        self._warn_about_settings(start_epoch, val_datasets)
         logging.info(f"Starting training at epoch {start_epoch}")
         metric_logger: Optional[MetricLogger] = None
         for epoch in range(start_epoch, self.hypers["num_epochs"]):
@@ -419,11 +421,28 @@ class Trainer(TrainerInterface[TrainerHypers]):
         """Keep the weights and Adam state of the epoch with the best validation
         ``best_model_metric``."""
         metric = get_selected_metric(val_info, self.hypers["best_model_metric"])
+        if not self.validated:
+            metric = -float(epoch)  # no validation data: the latest epoch is kept
         if metric < self.best_metric:
             self.best_metric = metric
             self.best_epoch = epoch
             self.best_model_state_dict = copy.deepcopy(model.state_dict())
             self.best_optimizer_state_dict = copy.deepcopy(optimizer.state_dict())
+
+    def _warn_about_settings(self, start_epoch: int, val_datasets: Datasets) -> None:
+        """Say it when nothing will be trained, or when there is no validation
+        data to choose the best model with (the last epoch's is kept then)."""
+        if start_epoch >= self.hypers["num_epochs"]:
+            logging.warning(
+                f"num_epochs is {self.hypers['num_epochs']}: no epoch will be "
+                "trained, and the exported model holds the weights it starts with"
+            )
+        self.validated = sum(len(dataset) for dataset in val_datasets) > 0
+        if not self.validated:
+            logging.warning(
+                "the validation set is empty: there is nothing to choose the best "
+                "model with, so the model of the last epoch is kept and exported"
+            )
 
     def _fast_decay_is_over(self, epoch: int) -> bool:
         """Whether the fast decay (App. C.5) has run for its ``fast_decay_epochs``
