@@ -26,8 +26,16 @@ OUTPUT_SIZES = {"energy": 1, "mtt::dipole": 3, "mtt::polarizability": 9}
 
 
 class ToyModel(torch.nn.Module):
-    def __init__(self, cutoff: float, invariant: bool, seed: int = 0, width: int = 8):
+    def __init__(
+        self,
+        cutoff: float,
+        invariant: bool,
+        seed: int = 0,
+        width: int = 8,
+        energy_offset: float = 0.0,
+    ):
         super().__init__()
+        self.energy_offset = energy_offset
         generator = torch.Generator().manual_seed(seed)
         n_types = len(ATOMIC_TYPES)
         n_inputs = (1 if invariant else 3) + 2 * n_types
@@ -111,6 +119,8 @@ class ToyModel(torch.nn.Module):
             per_atom_values[name] = torch.zeros(
                 (offset, edge_values.shape[1]), dtype=dtype, device=device
             ).index_add(0, pairs[:, 0], switch.unsqueeze(-1) * edge_values)
+            if name == "energy":
+                per_atom_values[name] = per_atom_values[name] + self.energy_offset
 
         samples = torch.stack([torch.cat(system_index), torch.cat(atom_index)], dim=1)
         keep = torch.ones(samples.shape[0], dtype=torch.bool, device=device)
@@ -162,8 +172,10 @@ def export_toy_model(
     invariant: bool = False,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
+    energy_offset: float = 0.0,
 ):
-    """The toy model as an ``AtomisticModel`` (lengths in Å, energy in eV)."""
+    """The toy model as an ``AtomisticModel`` (lengths in Å, energy in eV);
+    ``energy_offset`` is added to every atom's energy (a composition baseline)."""
     outputs = {
         "energy": ModelOutput(unit="eV", sample_kind="atom"),
         "mtt::dipole": ModelOutput(unit="", sample_kind="atom"),
@@ -177,5 +189,6 @@ def export_toy_model(
         supported_devices=["cpu"],
         dtype="float64" if dtype == torch.float64 else "float32",
     )
-    module = ToyModel(cutoff, invariant, seed).to(dtype).eval()
+    module = ToyModel(cutoff, invariant, seed, energy_offset=energy_offset)
+    module = module.to(dtype).eval()
     return AtomisticModel(module, ModelMetadata(), capabilities)

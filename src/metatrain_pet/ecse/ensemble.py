@@ -172,11 +172,29 @@ def ensemble_average(
     :return: (n_pools, ...) averages; a pool of zero total weight gives 0
     """
     broadcast = [-1] + [1] * (values.dim() - 1)
-    numerator = segment_sum(values * weights.view(broadcast), pools, n_pools)
+    # for invariants, average the differences to one value of the pool and add it
+    # back: the same average, but single precision no longer rounds totals such as
+    # -4200 eV (whose weight gradients (y_F - ȳ) would then be rounding noise)
+    reference = torch.zeros_like(values[:1]).expand([n_pools] + list(values.shape[1:]))
+    if values.dim() == 2:  # invariants: energies are large totals
+        reference = _pool_reference(values.detach(), pools, n_pools)
+    shifted = values - reference[pools]
+    numerator = segment_sum(shifted * weights.view(broadcast), pools, n_pools)
     denominator = segment_sum(weights, pools, n_pools)
     if aux_values is not None and aux_weights is not None:
-        numerator = numerator + aux_values * aux_weights.view(broadcast)
+        numerator = numerator + (aux_values - reference) * aux_weights.view(broadcast)
         denominator = denominator + aux_weights
     empty = denominator <= 0.0
     safe = torch.where(empty, torch.ones_like(denominator), denominator)
-    return numerator / safe.view(broadcast)
+    averaged = numerator / safe.view(broadcast) + reference
+    return torch.where(empty.view(broadcast), torch.zeros_like(averaged), averaged)
+
+
+def _pool_reference(
+    values: torch.Tensor, pools: torch.Tensor, n_pools: int
+) -> torch.Tensor:
+    """One of the values of every pool (its last row), zeros for empty pools."""
+    reference = torch.zeros(
+        [n_pools] + list(values.shape[1:]), dtype=values.dtype, device=values.device
+    )
+    return reference.index_copy(0, pools, values)
