@@ -175,9 +175,9 @@ def ensemble_average(
     # for invariants, average the differences to one value of the pool and add it
     # back: the same average, but single precision no longer rounds totals such as
     # -4200 eV (whose weight gradients (y_F - ȳ) would then be rounding noise)
-    reference = torch.zeros_like(values[:1]).expand([n_pools] + list(values.shape[1:]))
-    if values.dim() == 2:  # invariants: energies are large totals
-        reference = _pool_reference(values.detach(), pools, n_pools)
+    reference = values.new_zeros([n_pools] + list(values.shape[1:]))
+    if values.dim() == 2:  # invariants (energies are large totals): any row
+        reference = reference.index_copy(0, pools, values.detach())
     shifted = values - reference[pools]
     numerator = segment_sum(shifted * weights.view(broadcast), pools, n_pools)
     denominator = segment_sum(weights, pools, n_pools)
@@ -188,13 +188,3 @@ def ensemble_average(
     safe = torch.where(empty, torch.ones_like(denominator), denominator)
     averaged = numerator / safe.view(broadcast) + reference
     return torch.where(empty.view(broadcast), torch.zeros_like(averaged), averaged)
-
-
-def _pool_reference(
-    values: torch.Tensor, pools: torch.Tensor, n_pools: int
-) -> torch.Tensor:
-    """One of the values of every pool (its last row), zeros for empty pools."""
-    reference = torch.zeros(
-        [n_pools] + list(values.shape[1:]), dtype=values.dtype, device=values.device
-    )
-    return reference.index_copy(0, pools, values)
