@@ -1,11 +1,33 @@
-"""Writing model files without ever losing one: the output is written to a
-temporary file beside it and renamed over it only once complete, and a command
-never writes over its own input."""
+"""Writing files without ever losing one: every model and checkpoint is written to a
+temporary file beside its target and renamed over it only once complete (a kill or
+a full disk leaves the old file as it was), and a command never writes over its own
+input."""
 
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Optional, Sequence, Union
+
+import metatomic.torch
+import torch
+
+
+def write_atomically(output: Union[str, Path], write: Callable[[str], None]) -> None:
+    """Call ``write(path)`` on a temporary file in the folder of ``output``, then
+    rename it to ``output`` (atomic on POSIX). The temporary name ends in ``.tmp``,
+    so that globs for ``*.pt`` or ``*.ckpt`` never find a half-written file."""
+    target = Path(output).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+    )
+    os.close(descriptor)
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def save_model(model, output: str, inputs: Sequence[str] = ()) -> None:
@@ -21,14 +43,22 @@ def save_model(model, output: str, inputs: Sequence[str] = ()) -> None:
                 f"the output {output} is the input model: choose another -o, the "
                 "input is never overwritten"
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".pt", dir=target.parent
-    )
-    os.close(descriptor)
-    try:
-        model.save(temporary, collect_extensions=None)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(target, lambda path: model.save(path, collect_extensions=None))
+
+
+def save_checkpoint(checkpoint: Any, output: Union[str, Path]) -> None:
+    """``torch.save`` a training checkpoint to ``output``, atomically."""
+    write_atomically(output, lambda path: torch.save(checkpoint, path))
+
+
+class AtomisticModel(metatomic.torch.AtomisticModel):
+    """metatomic's exported model, saved atomically (what ``mtt export`` calls).
+
+    The class keeps metatomic's name, which is how metatomic and metatrain recognise
+    an exported model once it is loaded back."""
+
+    def save(
+        self, file: Union[str, Path], collect_extensions: Optional[str] = None
+    ) -> None:
+        save = super().save
+        write_atomically(file, lambda path: save(path, collect_extensions))

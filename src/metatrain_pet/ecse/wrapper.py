@@ -17,6 +17,7 @@ from metatomic.torch import (
     System,
 )
 
+from ..files import AtomisticModel as AtomicallySaved
 from ..systems.capabilities import declared_capabilities
 from .hypers import resolve_ecse_hypers
 from .symmetrizer import NUM_FRAMES_OUTPUT, Symmetrizer
@@ -171,7 +172,7 @@ def symmetrize(
         supported_devices=declared.supported_devices,
         dtype=declared.dtype,
     )
-    return AtomisticModel(
+    return AtomicallySaved(
         wrapper.eval(), atomistic_model.metadata(), capabilities=new_capabilities
     )
 

@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Literal, Optional
 import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import (
-    AtomisticModel,
     ModelCapabilities,
     ModelMetadata,
     ModelOutput,
@@ -31,6 +30,7 @@ from metatrain.utils.metadata import merge_metadata
 from ..documentation import ModelHypers
 from ..ecse.hypers import resolve_ecse_hypers
 from ..ecse.symmetrizer import NUM_FRAMES_OUTPUT, Symmetrizer
+from ..files import AtomisticModel
 from . import checkpoints
 from .checkpoints import ARCHITECTURE_NAME
 from .network import PETNetwork

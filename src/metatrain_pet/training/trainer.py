@@ -40,6 +40,7 @@ from metatrain.utils.scaler import get_remove_scale_transform
 from metatrain.utils.transfer import batch_to
 
 from ..documentation import TrainerHypers
+from ..files import save_checkpoint
 from ..pet import checkpoints
 from ..pet.model import PET
 from .augmentation import (
@@ -524,7 +525,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
                 "best_optimizer_state_dict": self.best_optimizer_state_dict,
             }
         )
-        torch.save(checkpoint, check_file_extension(path, ".ckpt"))
+        save_checkpoint(checkpoint, check_file_extension(path, ".ckpt"))
 
     @classmethod
     def load_checkpoint(
