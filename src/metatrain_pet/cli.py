@@ -1,4 +1,5 @@
-"""The ``metatrain-pet`` command line: ``ecse``, ``average`` and ``symmetry-report``.
+"""The ``metatrain-pet`` command line: ``ecse``, ``average``, ``symmetry-report`` and
+``check``.
 
 Each sub-command lives next to the code it drives and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` to the function that runs it.
@@ -6,12 +7,16 @@ which adds its parser and sets ``func`` to the function that runs it.
 
 import argparse
 import importlib
+import re
 import sys
 from typing import List, Optional
+
+import torch
 
 COMMAND_MODULES = [
     "metatrain_pet.ecse.command",
     "metatrain_pet.symmetry.commands",
+    "metatrain_pet.systems.checks",
 ]
 
 
@@ -30,10 +35,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError, RuntimeError) as error:
-        print(f"metatrain-pet {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, torch.jit.Error) as error:
+        print(
+            f"metatrain-pet {args.command}: error: {one_line(error)}", file=sys.stderr
+        )
         return 1
     return 0
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line. An error raised inside a TorchScript
+    model carries the interpreter's traceback; its last line is the original
+    ``builtins.ValueError: message``, of which the message is kept."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if isinstance(error, torch.jit.Error) and lines:
+        return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1])
+    return " ".join(lines)
 
 
 if __name__ == "__main__":

@@ -357,11 +357,27 @@ def _add_matching_blocks(prediction: TensorMap, contribution: TensorMap) -> Tens
         position = contribution.keys.position(key)
         values = block.values
         if position is not None:
-            values = values + contribution.block(position).values.to(values)
+            added = contribution.block(position)
+            values = values + _on_samples(added, block.samples).to(values)
         blocks.append(
             TensorBlock(values, block.samples, block.components, block.properties)
         )
     return TensorMap(prediction.keys, blocks)
+
+
+def _on_samples(block: TensorBlock, samples: Labels) -> torch.Tensor:
+    """The values of ``block`` on ``samples``, zero where it has none: metatrain's
+    composition model gives no sample to a structure without atoms."""
+    if block.samples == samples:
+        return block.values
+    shape = [len(samples)] + list(block.values.shape[1:])
+    values = torch.zeros(shape, dtype=block.values.dtype, device=block.values.device)
+    for row in range(len(block.samples)):
+        position = samples.position(block.samples.entry(row))
+        if position is None:
+            raise ValueError("the composition baseline has samples the model has not")
+        values[position] = block.values[row]
+    return values
 
 
 def _check_supported_target(name: str, target_info: TargetInfo) -> None:

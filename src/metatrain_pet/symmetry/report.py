@@ -17,6 +17,7 @@ import ase
 import numpy as np
 from metatomic.torch import AtomisticModel
 
+from ..systems.checks import report_problems
 from .diagnostics import EnergyAndForces, net_torque, predict
 from .grid import grid_average, grid_evaluation_count
 
@@ -75,6 +76,10 @@ def build_report(
     """
     if len(structures) == 0:
         raise ValueError("no structures to evaluate")
+    problems = report_problems(structures)
+    for index, atoms in enumerate(structures):
+        if len(atoms) == 0:
+            raise ValueError(f"structure {index} has no atoms: nothing to evaluate")
     coarse_orders = _coarse_orders(convergence_orders, order)
 
     models = {"raw": raw_model, "grid": grid_average(raw_model, order)}
@@ -93,6 +98,7 @@ def build_report(
         "reference_order": order,
         "reference_evaluations": grid_evaluation_count(order),
         "models": list(models),
+        "problems": problems,
         "structures": _per_structure(structures, predictions, differences, torques),
         "summary": {name: _mean_differences(differences[name]) for name in compared},
         "torque": {name: _mean_torque(values) for name, values in torques.items()},
@@ -228,4 +234,7 @@ def format_summary(report: dict) -> str:
                 f"{row['order']:>6}{row['evaluations']:>13}"
                 f"{row['energy_mae']:>15.4g}{row['force_mae']:>17.4g}{torque:>19}"
             )
+    if report["problems"]:
+        lines += ["", "Structures to check (`metatrain-pet check`):"]
+        lines += [f"  {problem}" for problem in report["problems"]]
     return "\n".join(lines)
