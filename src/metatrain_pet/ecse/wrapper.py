@@ -18,26 +18,15 @@ from metatomic.torch import (
 )
 
 from ..files import AtomisticModel as AtomicallySaved
-from ..systems.capabilities import declared_capabilities
+from ..systems.capabilities import (
+    copied_neighbor_lists,
+    declared_capabilities,
+    inner_module,
+)
 from .hypers import resolve_ecse_hypers
 from .symmetrizer import NUM_FRAMES_OUTPUT, Symmetrizer
 
 __all__ = ["NUM_FRAMES_OUTPUT", "ECSEModel", "symmetrize"]
-
-
-def _inner_module(model: torch.nn.Module) -> torch.nn.Module:
-    if isinstance(model, AtomisticModel):
-        return model.module
-    return model
-
-
-def _neighbor_lists(model: torch.nn.Module) -> List[NeighborListOptions]:
-    """Copies of the neighbour lists ``model`` needs. An exported model knows them
-    at the top level (its scripted module may not expose them any more)."""
-    return [
-        NeighborListOptions(options.cutoff, options.full_list, options.strict)
-        for options in model.requested_neighbor_lists()
-    ]
 
 
 class ECSEModel(torch.nn.Module):
@@ -90,12 +79,12 @@ class ECSEModel(torch.nn.Module):
         elif config["fallback"] == "aux":
             raise ValueError("fallback='aux' needs an auxiliary model: pass aux_model=")
 
-        self.model = _inner_module(model)
-        self.aux_model = None if aux_model is None else _inner_module(aux_model)
-        self.symmetrizer = Symmetrizer(config, _neighbor_lists(model))
+        self.model = inner_module(model)
+        self.aux_model = None if aux_model is None else inner_module(aux_model)
+        self.symmetrizer = Symmetrizer(config, copied_neighbor_lists(model))
         self.aux_options = []
         if aux_model is not None:
-            self.aux_options = _neighbor_lists(aux_model)
+            self.aux_options = copied_neighbor_lists(aux_model)
 
     def interaction_range(self) -> float:
         """Interaction range of the symmetrized model (see

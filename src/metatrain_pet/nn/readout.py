@@ -162,6 +162,22 @@ class Readout(torch.nn.Module):
         for heads in self.blocks:
             del heads[name]
 
+    def last_layer_size(self) -> int:
+        """Width of a target's last-layer features: the atomic and the bond
+        features of every reading block."""
+        return 2 * self.d_readout * len(self.blocks)
+
+    def last_layer_weights(self, name: str) -> List[str]:
+        """Names, relative to this module, of the weights of the last linear maps
+        of target ``name``, in the order of its last-layer features: a target's
+        prediction is these weights (concatenated along their inputs) times the
+        features, plus the atomic heads' biases."""
+        names: List[str] = []
+        for index in range(len(self.blocks)):
+            for head in ("central_head", "bond_head"):
+                names.append(f"blocks.{index}.{name}.{head}.last_layer.weight")
+        return names
+
     def forward(
         self,
         central_tokens: List[torch.Tensor],

@@ -70,6 +70,10 @@ class PET(ModelInterface[ModelHypers]):
             )
         }
         self.target_names = []
+        # for metatrain's LLPR wrapper: the features' width, and per target the
+        # parameters that map them to the prediction
+        self.last_layer_feature_size = self.network.heads.last_layer_size()
+        self.last_layer_parameter_names: Dict[str, List[str]] = {}
         for name, target_info in dataset_info.targets.items():
             self._add_output(name, target_info)
 
@@ -126,12 +130,17 @@ class PET(ModelInterface[ModelHypers]):
         self.outputs[last_layer_features_name(name)] = ModelOutput(
             sample_kind="atom", description=f"last-layer features of {name}"
         )
+        self.last_layer_parameter_names[name] = [
+            "network.heads." + weight
+            for weight in self.network.heads.last_layer_weights(name)
+        ]
 
     def remove_output(self, target_name: str) -> None:
         self.target_names.remove(target_name)
         self.network.remove_target(target_name)
         self.outputs.pop(target_name)
         self.outputs.pop(last_layer_features_name(target_name))
+        self.last_layer_parameter_names.pop(target_name)
 
     def supported_outputs(self) -> Dict[str, ModelOutput]:
         return self.outputs

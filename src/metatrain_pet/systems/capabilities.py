@@ -1,8 +1,32 @@
-"""Rebuild the capabilities of an exported model for a wrapper around it."""
+"""What a wrapper around an exported model needs from it: its module, its
+neighbour lists and its capabilities."""
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from metatomic.torch import AtomisticModel, ModelCapabilities, ModelOutput
+import torch
+from metatomic.torch import (
+    AtomisticModel,
+    ModelCapabilities,
+    ModelOutput,
+    NeighborListOptions,
+)
+
+
+def inner_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The module an ``AtomisticModel`` wraps (any other module as it is): a
+    wrapper calls it in the model's own units, with the systems it was given."""
+    if isinstance(model, AtomisticModel):
+        return model.module
+    return model
+
+
+def copied_neighbor_lists(model: torch.nn.Module) -> List[NeighborListOptions]:
+    """Copies of the neighbour lists ``model`` needs. An exported model knows them
+    at the top level (its scripted module may not expose them any more)."""
+    return [
+        NeighborListOptions(options.cutoff, options.full_list, options.strict)
+        for options in model.requested_neighbor_lists()
+    ]
 
 
 def declared_capabilities(

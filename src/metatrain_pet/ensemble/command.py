@@ -1,0 +1,54 @@
+"""``metatrain-pet ensemble A.ckpt B.ckpt ... -o ensemble.pt``."""
+
+import argparse
+from pathlib import Path
+
+from ..files import save_model
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``ensemble`` parser to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "ensemble",
+        help="combine trained models into one exported ensemble",
+        description=(
+            "One exported model giving the members' mean energy (forces and stress "
+            "by autograd), every member's energy (energy_ensemble) and their "
+            "standard deviation (energy_uncertainty)."
+        ),
+    )
+    parser.add_argument(
+        "models", nargs="+", type=Path, help="checkpoints (.ckpt) or exported models"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument(
+        "--extensions-directory",
+        "--extensions",
+        dest="extensions_directory",
+        type=Path,
+        help="directory with the models' TorchScript extensions",
+    )
+    parser.set_defaults(func=run_ensemble)
+
+
+def run_ensemble(args: argparse.Namespace) -> None:
+    """Load the members, build the ensemble and save it."""
+    from .model import build_ensemble
+
+    members = [_load(path, args.extensions_directory) for path in args.models]
+    save_model(build_ensemble(members), str(args.output), [str(p) for p in args.models])
+    print(f"saved an ensemble of {len(members)} models to {args.output}")
+
+
+def _load(path: Path, extensions):
+    """An exported model from a checkpoint of any metatrain architecture, or from
+    an exported ``.pt``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model file '{path}' does not exist")
+    if path.suffix == ".ckpt":
+        from metatrain.utils.io import load_model
+
+        return load_model(str(path)).export()
+    from metatomic.torch import load_atomistic_model
+
+    return load_atomistic_model(str(path), extensions_directory=extensions)
