@@ -33,7 +33,7 @@ Additional outputs
 {{SECTION_DEFAULT_HYPERS}}
 """
 
-from typing import Literal, Optional
+from typing import Any, Dict, Literal, Optional
 
 from metatrain.composition.documentation import FixedCompositionWeights
 from metatrain.utils.hypers import init_with_defaults
@@ -102,12 +102,26 @@ class ModelHypers(TypedDict):
 
 
 class FinetuneHypers(TypedDict):
-    """Where fine-tuning starts from."""
+    """Where fine-tuning starts from and what it may change (metatrain's
+    fine-tuning strategies, as for its ``pet``)."""
 
     read_from: Optional[str] = None
     """Checkpoint to fine-tune. The model hyper-parameters of the options file must
     match the checkpoint's, except ``ecse``: this is how a trained PET is
     symmetrized and then fine-tuned as a whole (App. F.7)."""
+    method: Literal["full", "heads", "lora"] = "full"
+    """``full``: every parameter is trained. ``heads``: only the parameters under the
+    module prefixes of ``config.head_modules`` and ``config.last_layer_modules``
+    (default: every prediction head, ``network.heads``). ``lora``: the weights stay
+    frozen and low-rank adapters W + (α/r) B A are trained on the linear layers
+    named in ``config.target_modules`` (default: the attention and feed-forward
+    projections, ``input_projection`` and ``output_projection``), with
+    ``config.rank`` r (default 4) and ``config.alpha`` α (default 8); the exported
+    model has the adapters merged into the weights."""
+    config: Dict[str, Any] = {}
+    """Options of ``method`` (see there)."""
+    inherit_heads: Dict[str, str] = {}
+    """New target -> existing target whose heads initialise the new one's."""
 
 
 class TrainerHypers(TypedDict):

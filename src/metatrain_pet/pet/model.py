@@ -31,7 +31,7 @@ from ..documentation import ModelHypers
 from ..ecse.hypers import resolve_ecse_hypers
 from ..ecse.symmetrizer import NUM_FRAMES_OUTPUT, Symmetrizer
 from ..files import AtomisticModel
-from . import checkpoints
+from . import checkpoints, finetuning
 from .checkpoints import ARCHITECTURE_NAME
 from .network import PETNetwork
 from .targets import last_layer_features_name
@@ -85,6 +85,9 @@ class PET(ModelInterface[ModelHypers]):
         )
         self.has_new_targets = False
         self.finetuning = False
+        # the fine-tuning strategy applied (pet/finetuning.py), which a checkpoint
+        # must re-apply before loading the weights (LoRA adds parameters)
+        self.finetune_config: Dict[str, Any] = {}
         self.symmetrizer = None
         self._configure_ecse()
 
@@ -292,6 +295,8 @@ class PET(ModelInterface[ModelHypers]):
 
         model_data = checkpoint["model_data"]
         model = cls(model_data["model_hypers"], model_data["dataset_info"])
+        if model_data.get("finetune_config"):
+            finetuning.apply(model, model_data["finetune_config"], first_time=False)
         dtype = next(v.dtype for v in state_dict.values() if v.is_floating_point())
         model.to(dtype).load_state_dict(state_dict)
         model.additive_models[0].sync_tensor_maps()
@@ -308,6 +313,7 @@ class PET(ModelInterface[ModelHypers]):
             "model_data": {
                 "model_hypers": self.hypers,
                 "dataset_info": self.dataset_info,
+                "finetune_config": self.finetune_config,
             },
             "epoch": None,
             "best_epoch": None,
@@ -353,7 +359,9 @@ class PET(ModelInterface[ModelHypers]):
             dtype=dtype_to_str(dtype),
         )
         return AtomisticModel(
-            self.eval(), merge_metadata(self.metadata, metadata), capabilities
+            finetuning.merged_lora(self).eval(),
+            merge_metadata(self.metadata, metadata),
+            capabilities,
         )
 
 

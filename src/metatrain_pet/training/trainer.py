@@ -41,7 +41,7 @@ from metatrain.utils.transfer import batch_to
 
 from ..documentation import TrainerHypers
 from ..files import save_checkpoint
-from ..pet import checkpoints
+from ..pet import checkpoints, finetuning
 from ..pet.model import PET
 from .augmentation import (
     StructureRotation,
@@ -91,6 +91,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
         """Fit the baselines, then train one epoch after the other until
         ``num_epochs``, early stopping or the end of the fast decay (App. B, C)."""
         self._prepare_model(model, dtype, devices)
+        self._start_finetuning(model)
         self._fit_baselines(model, train_datasets, checkpoint_dir)
         train_data, val_data = self._dataloaders(model, train_datasets, val_datasets)
         loss_fn = self._build_loss(model)
@@ -142,6 +143,19 @@ class Trainer(TrainerInterface[TrainerHypers]):
         for additive_model in model.additive_models:
             additive_model.to(dtype=torch.float64)
         model.scaler.to(dtype=torch.float64)
+
+    def _start_finetuning(self, model: PET) -> None:
+        """When fine-tuning starts (``finetune.read_from``, not on a restart),
+        apply ``finetune.method``: freeze, inject adapters, inherit heads."""
+        if self.hypers["finetune"]["read_from"] is None or self.epoch is not None:
+            return
+        config = finetuning.strategy(self.hypers["finetune"])
+        finetuning.apply(model, config, first_time=True)
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logging.info(
+            f"Fine-tuning with method '{config['method']}': {trained} parameters "
+            "are trained"
+        )
 
     def _per_structure_targets(self, model: PET) -> List[str]:
         """The targets whose loss is on per-structure values: none with the
@@ -252,9 +266,8 @@ class Trainer(TrainerInterface[TrainerHypers]):
         """Adam (App. B), resuming on restart the Adam state (unless the model has
         new targets), the optimisation step and the start of the fast decay; with
         no best epoch yet, the best validation metric starts at infinity."""
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=self.hypers["learning_rate"]
-        )
+        trained = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trained, lr=self.hypers["learning_rate"])
         if self.optimizer_state_dict is not None and not model.has_new_targets:
             optimizer.load_state_dict(self.optimizer_state_dict)
         if self.scheduler_state_dict is not None:
