@@ -197,3 +197,27 @@ def test_training_and_evaluation_attention_agree(model, ethanol):
         network.eval()
     evaluation = network([system], outputs)["energy"].block().values
     torch.testing.assert_close(training, evaluation, rtol=1e-10, atol=1e-10)
+
+
+def test_zbl_repulsion_at_close_contact():
+    """With ``zbl: true``, two atoms pushed to 0.3 Å get a large positive energy
+    (the screened nuclear repulsion: ~60 eV for C-O) and forces pushing them apart;
+    the untrained network alone gives neither."""
+    pair = ase.Atoms("CO", positions=[[0, 0, 0], [0.3, 0, 0]])
+    energies = {}
+    for zbl in (False, True):
+        model = energy_model([1, 6, 8], zbl=zbl)
+        energy, forces = energy_and_forces(model, pair)
+        energies[zbl] = energy
+        if zbl:
+            assert forces[0, 0] < -10.0 and forces[1, 0] > 10.0
+    assert energies[True] - energies[False] > 20.0
+    # the exported model asks the engine for ZBL's neighbour list too
+    from metatomic_ase import MetatomicCalculator
+
+    pair.calc = MetatomicCalculator(model.export(), check_consistency=True)
+    assert pair.get_potential_energy() == pytest.approx(energies[True], rel=1e-10)
+    far = ase.Atoms("CO", positions=[[0, 0, 0], [3.0, 0, 0]])
+    close_contact_free = [energy_and_forces(energy_model([1, 6, 8], zbl=z), far)[0]
+                          for z in (False, True)]  # fmt: skip
+    assert close_contact_free[0] == pytest.approx(close_contact_free[1], abs=1e-12)

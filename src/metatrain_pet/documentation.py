@@ -96,6 +96,11 @@ class ModelHypers(TypedDict):
     readout: Literal["every_block", "last_block"] = "every_block"
     """Predict from every block and sum (the paper's, App. A) or from the last
     block only."""
+    zbl: bool = False
+    """Add metatrain's ZBL repulsion (the screened nuclear repulsion of Ziegler,
+    Biersack and Littmark, switched off at the sum of the covalent radii) to the
+    energy, so that atoms pushed together in hot MD or by a poor model are pushed
+    apart; the network learns the difference to it."""
     ecse: ECSEHypers = init_with_defaults(ECSEHypers)
     """Apply the Equivariant Coordinate System Ensemble in the forward pass (see
     :class:`metatrain_pet.ecse.hypers.ECSEHypers`)."""

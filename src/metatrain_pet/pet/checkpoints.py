@@ -62,10 +62,18 @@ def _renamed_v4(state: Dict[str, Any]) -> Dict[str, Any]:
     return renamed
 
 
+def model_update_v4_v5(checkpoint: Dict[str, Any]) -> None:
+    """Version 5 adds the ``zbl`` repulsion (off before) and records the
+    fine-tuning strategy applied to the model (none before)."""
+    checkpoint["model_data"]["model_hypers"].setdefault("zbl", False)
+    checkpoint["model_data"].setdefault("finetune_config", {})
+
+
 MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
     1: model_update_v1_v2,
     2: model_update_v2_v3,
     3: model_update_v3_v4,
+    4: model_update_v4_v5,
 }
 """Model upgrade functions, keyed by the version they upgrade from."""
 

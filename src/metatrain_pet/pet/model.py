@@ -21,6 +21,7 @@ from metatomic.torch import (
 from metatrain.composition import CompositionModel
 from metatrain.scaler import Scaler
 from metatrain.utils.abc import ModelInterface
+from metatrain.utils.additive import ZBL
 from metatrain.utils.architectures import get_default_hypers
 from metatrain.utils.data import DatasetInfo, TargetInfo
 from metatrain.utils.dtype import dtype_to_str
@@ -44,7 +45,7 @@ class PET(ModelInterface[ModelHypers]):
     :param dataset_info: atomic types, length unit and targets
     """
 
-    __checkpoint_version__ = 4
+    __checkpoint_version__ = 5
     target_names: List[str]
     __supported_devices__ = ["cuda", "cpu"]
     __supported_dtypes__ = [torch.float32, torch.float64]
@@ -80,6 +81,8 @@ class PET(ModelInterface[ModelHypers]):
         self.additive_models = torch.nn.ModuleList(
             [CompositionModel.from_valid_targets(dataset_info, self.atomic_types)]
         )
+        if self.hypers["zbl"]:
+            self.additive_models.append(_zbl(dataset_info, self.atomic_types))
         self.scaler = Scaler(
             hypers=get_default_hypers("scaler")["model"], dataset_info=dataset_info
         )
@@ -149,9 +152,12 @@ class PET(ModelInterface[ModelHypers]):
         return self.outputs
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
+        """The network's list, ECSE's and the additive models' (ZBL)."""
         lists = self.network.requested_neighbor_lists()
         if self.symmetrizer is not None:
             lists = [self.symmetrizer.ecse_options] + lists
+        for additive_model in self.additive_models:
+            lists = lists + additive_model.requested_neighbor_lists()
         return lists
 
     def restart(
@@ -196,6 +202,8 @@ class PET(ModelInterface[ModelHypers]):
                 },
             )
         )
+        for zbl in self.additive_models[1:]:
+            zbl.restart(_zbl_info(dataset_info, self.atomic_types))
         self.scaler = self.scaler.restart(dataset_info)
         return self
 
@@ -395,6 +403,24 @@ def _on_samples(block: TensorBlock, samples: Labels) -> torch.Tensor:
             raise ValueError("the composition baseline has samples the model has not")
         values[position] = block.values[row]
     return values
+
+
+def _zbl_info(dataset_info: DatasetInfo, atomic_types: List[int]) -> DatasetInfo:
+    """The targets of ``dataset_info`` that ZBL contributes to (energies)."""
+    return DatasetInfo(
+        length_unit=dataset_info.length_unit,
+        atomic_types=atomic_types,
+        targets={
+            name: info
+            for name, info in dataset_info.targets.items()
+            if ZBL.is_valid_target(name, info)
+        },
+    )
+
+
+def _zbl(dataset_info: DatasetInfo, atomic_types: List[int]) -> ZBL:
+    """metatrain's ZBL repulsion for the energies of ``dataset_info``."""
+    return ZBL({}, dataset_info=_zbl_info(dataset_info, atomic_types))
 
 
 def _check_supported_target(name: str, target_info: TargetInfo) -> None:
