@@ -353,7 +353,9 @@ def run_accuracy(args, out):
     others = (("peer", ""), ("peer_matched", "/matched"), ("so3krates", "/so3krates"))
     for (dataset, budget), results in table.items():
         prefix = f"accuracy/{dataset}/{budget:g}s"
-        ours = results["ours"]
+        ours = results.get("ours")
+        if ours is None:  # only peers were trained: no ratio to report
+            continue
         for peer_label, suffix in others:
             if peer_label not in results:
                 continue
