@@ -11,7 +11,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import ase.io
 import torch
@@ -106,18 +106,25 @@ def energy_step(model, system: System) -> torch.Tensor:
 
 
 def interleaved_times(
-    models: Dict, systems: Dict, repeats: int, warmup: int = 2, clock=time.perf_counter
+    models: Dict,
+    systems: Dict,
+    repeats: int,
+    warmup: int = 2,
+    clock=time.perf_counter,
+    steps: Optional[Dict] = None,
 ) -> Dict[str, List[float]]:
-    """Times of ``repeats`` steps of each model, alternated, after ``warmup``."""
+    """Times of ``repeats`` steps of each model, alternated, after ``warmup``;
+    ``steps`` gives a model's step function when it is not :func:`step`."""
+    steps = {name: (steps or {}).get(name, step) for name in models}
     for _ in range(warmup):
         for name, model in models.items():
-            step(model, systems[name])
+            steps[name](model, systems[name])
     times = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
             gc.collect()
             start = clock()
-            step(model, systems[name])
+            steps[name](model, systems[name])
             times[name].append(clock() - start)
     return times
 
