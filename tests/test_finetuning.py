@@ -83,7 +83,7 @@ BASELINES = ("additive_models.", "scaler.")
 def _state(path):
     """The checkpoint and the network's weights of its best model."""
     checkpoint = torch.load(path, weights_only=False)
-    weights = checkpoint["best_model_state_dict"]
+    weights = checkpoint["best_model_state_dict"] or checkpoint["model_state_dict"]
     network = {k: v for k, v in weights.items() if not k.startswith(BASELINES)}
     return checkpoint, network
 
@@ -137,3 +137,24 @@ def test_finetuning_improves_on_the_new_data(folder):
     before = _energy_error(folder / "base.pt", frames)
     after = _energy_error(folder / "full.pt", frames)
     assert after < 0.5 * before
+
+
+def test_inherit_heads_copies_the_heads_of_an_existing_target(folder):
+    """A new target fine-tuned with ``inherit_heads`` starts from the heads of the
+    named target (zero epochs: the checkpoint is the starting point). The new data
+    carry the new target only, the usual case of a new level of theory."""
+    options = _options("heads", "{}").replace("num_epochs: 20", "num_epochs: 0")
+    options = options.replace("    energy:\n      key: energy", "    mtt::energy_copy:"
+                              "\n      key: energy")  # fmt: skip
+    options = options.replace(
+        "      method: heads",
+        "      method: heads\n      inherit_heads:\n        mtt::energy_copy: energy",
+    )
+    (folder / "inherit.yaml").write_text(options)
+    mtt("train", "inherit.yaml", "-o", "inherit.pt", cwd=folder)
+    _, weights = _state(folder / "inherit.ckpt")
+    copied = [name for name in weights if ".mtt::energy_copy." in name]
+    assert copied
+    for name in copied:
+        source = name.replace(".mtt::energy_copy.", ".energy.")
+        torch.testing.assert_close(weights[name], weights[source], rtol=0, atol=0)
