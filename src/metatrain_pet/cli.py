@@ -1,5 +1,5 @@
 """The ``metatrain-pet`` command line: ``ecse``, ``average``, ``symmetry-report``,
-``check`` and ``ensemble``.
+``check``, ``ensemble`` and ``plot``.
 
 Each sub-command lives next to the code it drives and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` to the function that runs it.
@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "metatrain_pet.symmetry.commands",
     "metatrain_pet.systems.checks",
     "metatrain_pet.ensemble.command",
+    "metatrain_pet.plots",
 ]
 
 

@@ -81,9 +81,9 @@ class ModelHypers(TypedDict):
     """How bond contributions of a block are aggregated on the central atom: the
     cutoff-weighted ``sum`` of Eq. 7 or the cutoff-weighted ``average`` of Eq. 6."""
     encode_length: bool = True
-    """Also feed |r_ij| to the geometry embedding L (4 -> d_PET instead of 3)."""
+    """Also feed ‖r_ij‖ to the geometry embedding L (4 -> d_PET instead of 3)."""
     use_only_lengths: bool = False
-    """Encode only |r_ij| (1 -> d_PET): an exactly rotation- and inversion-invariant
+    """Encode only ‖r_ij‖ (1 -> d_PET): an exactly rotation- and inversion-invariant
     2-body PET, the auxiliary model of App. C.1 for the collinear fallback of ECSE."""
     species_as_first_message: bool = True
     """Use the neighbour-species embedding as the input message of the first block

@@ -40,7 +40,7 @@ class ECSEHypers(TypedDict):
     delta_r: float = 0.5
     """Width Δ_Rc of the radial cutoff f_c used in the frame weights (Eqs. 18, 23)."""
     omega: float = 0.05
-    """Angular threshold ω on |v̂1 × v̂2|² below which a pair makes no frame."""
+    """Angular threshold ω on ‖v̂1 × v̂2‖² below which a pair makes no frame."""
     delta_omega: float = 0.05
     """Width Δ_ω of the angular cutoff q_c (Eqs. 10-11)."""
     angular_cutoff: Literal["q1", "q2"] = "q2"
