@@ -9,6 +9,7 @@ import argparse
 import importlib
 import re
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -31,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser
+
+
+def add_extensions_argument(parser: argparse.ArgumentParser) -> None:
+    """``--extensions-directory`` (alias ``--extensions``): where the TorchScript
+    extensions of exported models are, for every command that loads one."""
+    parser.add_argument(
+        "--extensions-directory",
+        "--extensions",
+        dest="extensions_directory",
+        type=Path,
+        help="directory with the model's TorchScript extensions",
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Any, Dict
 
+from ..cli import add_extensions_argument
 from ..files import save_model
 
 
@@ -49,11 +50,7 @@ def register(subparsers) -> None:
         default=None,
         help="atomic numbers of the neighbours that define frames (App. F.5)",
     )
-    parser.add_argument(
-        "--extensions-directory",
-        default=None,
-        help="directory with the TorchScript extensions of the models",
-    )
+    add_extensions_argument(parser)
     parser.set_defaults(func=run)
 
 

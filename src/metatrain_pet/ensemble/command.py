@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from ..cli import add_extensions_argument
 from ..files import save_model
 
 
@@ -21,13 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models", nargs="+", type=Path, help="checkpoints (.ckpt) or exported models"
     )
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument(
-        "--extensions-directory",
-        "--extensions",
-        dest="extensions_directory",
-        type=Path,
-        help="directory with the models' TorchScript extensions",
-    )
+    add_extensions_argument(parser)
     parser.set_defaults(func=run_ensemble)
 
 

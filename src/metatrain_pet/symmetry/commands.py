@@ -8,6 +8,7 @@ from typing import Optional
 import ase.io
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
+from ..cli import add_extensions_argument
 from ..files import save_model
 from .grid import grid_average, grid_evaluation_count
 from .random_rotation import random_rotation_average
@@ -117,17 +118,6 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_extensions_argument(report)
     report.set_defaults(func=run_symmetry_report)
-
-
-def add_extensions_argument(parser: argparse.ArgumentParser) -> None:
-    """``--extensions-directory`` (alias ``--extensions``), as in ``ecse``."""
-    parser.add_argument(
-        "--extensions-directory",
-        "--extensions",
-        dest="extensions_directory",
-        type=Path,
-        help="directory with the model's TorchScript extensions",
-    )
 
 
 def load_model(path: Path, extensions: Optional[Path]) -> AtomisticModel:
