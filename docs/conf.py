@@ -22,4 +22,5 @@ sphinx_gallery_conf = {
     "filename_pattern": "/plot_",
     "download_all_examples": False,
     "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
 }

@@ -10,18 +10,42 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
+TUTORIALS = {
+    "plot_1_train_and_evaluate": 2,
+    "plot_2_exact_symmetry": 1,
+    "plot_3_molecular_dynamics": 1,
+    "plot_4_dipoles": 1,
+    "plot_5_symmetry_report": 1,
+}
+"""Every tutorial of ``examples/gallery`` and the number of figures it ends in."""
+
 
 def test_site_builds_with_the_gallery_executed(tmp_path):
     for module in ("sphinx", "myst_parser", "furo", "sphinx_gallery"):
         pytest.importorskip(module)
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-q", "-E", str(DOCS), str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "-q",
+            "-E",
+            str(DOCS),
+            str(tmp_path),
+            # execute every tutorial, even one unchanged since the last build
+            "-D",
+            "sphinx_gallery_conf.run_stale_examples=1",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    tutorial = (tmp_path / "gallery" / "plot_exact_symmetry.html").read_text()
-    assert "sphx_glr_plot_exact_symmetry_001.png" in tutorial  # the figure
-    assert "ECSE" in tutorial and "spread" in tutorial  # the printed output
+    for tutorial, figures in TUTORIALS.items():
+        page = (tmp_path / "gallery" / f"{tutorial}.html").read_text()
+        for figure in range(1, figures + 1):
+            assert f"sphx_glr_{tutorial}_{figure:03d}.png" in page
+    symmetry = (tmp_path / "gallery" / "plot_2_exact_symmetry.html").read_text()
+    assert "ECSE" in symmetry and "spread" in symmetry  # the printed output
     api = (tmp_path / "api.html").read_text()
     assert "symmetrize" in api and "max_evaluated_pairs" in api
