@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 
-def _pyplot():
+def matplotlib_pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or a clear error without it."""
     try:
         import matplotlib
     except ImportError as error:
@@ -46,7 +47,7 @@ def learning_curve(train_csv: Path, output: Path):
                if name.startswith("validation ") and " MAE" in name]  # fmt: skip
     if not metrics:
         raise ValueError(f"{train_csv} has no validation MAE column")
-    plt = _pyplot()
+    plt = matplotlib_pyplot()
     figure, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5))
     axes = [axes] if len(metrics) == 1 else list(axes)
     for axis, metric in zip(axes, metrics, strict=True):
@@ -76,7 +77,7 @@ def parity(model: Path, structures: Path, output: Path, extensions=None):
         atoms.calc = calculator
         predicted["energy"].append(atoms.get_potential_energy() / len(atoms))
         predicted["forces"].append(atoms.get_forces().ravel())
-    plt = _pyplot()
+    plt = matplotlib_pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 4))
     labels = {"energy": "energy per atom (eV)", "forces": "force component (eV/Å)"}
     for axis, name in zip(axes, ("energy", "forces"), strict=True):
@@ -115,7 +116,7 @@ def read_md_log(path: Path) -> Tuple[List[float], List[float]]:
 
 def energy_conservation(logs: List[Path], output: Path):
     """The conserved energy minus its first value against time, one line per log."""
-    plt = _pyplot()
+    plt = matplotlib_pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.5))
     for log in logs:
         times, energies = read_md_log(log)

@@ -7,19 +7,14 @@ machine learning" (2024), from the ``convergence`` part of a symmetry report.
 
 from pathlib import Path
 
+from ..plots import matplotlib_pyplot
+
 
 def plot_convergence(report: dict, path: Path) -> None:
     """Write the error of each coarse grid (and of the raw model) to ``path``."""
     if len(report["convergence"]) == 0:
         raise ValueError("the report has no convergence data to plot")
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise RuntimeError(
-            "plotting the symmetry report needs matplotlib (pip install matplotlib)"
-        ) from error
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+    pyplot = matplotlib_pyplot()
 
     orders = [row["order"] for row in report["convergence"]]
     reference_order = report["reference_order"]
