@@ -13,7 +13,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 TUTORIALS = {
     "plot_1_train_and_evaluate": 2,
     "plot_2_exact_symmetry": 1,
-    "plot_3_molecular_dynamics": 1,
+    "plot_3_molecular_dynamics": 2,
     "plot_4_dipoles": 1,
     "plot_5_symmetry_report": 1,
 }
