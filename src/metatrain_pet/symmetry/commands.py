@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import ase.io
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
 from ..cli import add_extensions_argument
 from ..files import save_model
+from ..systems.checks import read_structures
 from .grid import grid_average, grid_evaluation_count
 from .random_rotation import random_rotation_average
 from .report import build_report, format_summary
@@ -173,12 +173,7 @@ def load_ecse_model(raw: AtomisticModel) -> AtomisticModel:
 
 def run_symmetry_report(args: argparse.Namespace) -> None:
     """Evaluate the models, print the summary and write the JSON and PNG."""
-    if not args.structures.is_file():
-        raise FileNotFoundError(f"structure file '{args.structures}' does not exist")
-    structures = ase.io.read(args.structures, index=args.index)
-    if isinstance(structures, ase.Atoms):
-        structures = [structures]
-
+    structures = read_structures(args.structures, args.index)
     convergence_orders = args.convergence_orders
     if convergence_orders is None:
         convergence_orders = []

@@ -56,6 +56,15 @@ def report_problems(
     ]
 
 
+def read_structures(path: Path, index: str = ":") -> List[ase.Atoms]:
+    """The structures ``index`` (ASE syntax) of the file ``path``, as a list;
+    a missing file is named in the error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"structure file '{path}' does not exist")
+    structures = ase.io.read(path, index=index)
+    return [structures] if isinstance(structures, ase.Atoms) else structures
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``check`` parser to ``subparsers``."""
     check = subparsers.add_parser(
@@ -82,11 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> None:
     """Print the problems found; raise (exit code 1) when there is any."""
-    if not args.structures.is_file():
-        raise FileNotFoundError(f"structure file '{args.structures}' does not exist")
-    structures = ase.io.read(args.structures, index=args.index)
-    if isinstance(structures, ase.Atoms):
-        structures = [structures]
+    structures = read_structures(args.structures, args.index)
     problems = report_problems(structures, args.min_distance)
     for line in problems:
         print(line)
