@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+GALLERY = DOCS.parent / "examples" / "gallery"
 
 TUTORIALS = {
     "plot_1_train_and_evaluate": 2,
@@ -23,6 +24,7 @@ TUTORIALS = {
 def test_site_builds_with_the_gallery_executed(tmp_path):
     for module in ("sphinx", "myst_parser", "furo", "sphinx_gallery"):
         pytest.importorskip(module)
+    sources = sorted(path.name for path in GALLERY.iterdir())
     result = subprocess.run(
         [
             sys.executable,
@@ -41,6 +43,8 @@ def test_site_builds_with_the_gallery_executed(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # the tutorials write their outputs elsewhere, never beside their sources
+    assert sorted(path.name for path in GALLERY.iterdir()) == sources
     for tutorial, figures in TUTORIALS.items():
         page = (tmp_path / "gallery" / f"{tutorial}.html").read_text()
         for figure in range(1, figures + 1):

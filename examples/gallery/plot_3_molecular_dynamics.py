@@ -17,6 +17,7 @@ trained models over nanoseconds.
 # %%
 # A tiny untrained PET, exported, and its ECSE wrapper.
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -126,11 +127,16 @@ for name, model in models.items():
                     "model": str(work / f"{name}.pt")},
     )  # fmt: skip
     xml = simulation_xml(boxed, forcefield, motion, temperature=300)
-    simulation = InteractiveSimulation(xml)
-    values = []
-    for _ in range(200):
-        simulation.run(1, write_outputs=False)
-        values.append(simulation.properties("conserved"))
+    here = os.getcwd()
+    os.chdir(work)  # i-PI writes its output and RESTART files in the current folder
+    try:
+        simulation = InteractiveSimulation(xml)
+        values = []
+        for _ in range(200):
+            simulation.run(1, write_outputs=False)
+            values.append(simulation.properties("conserved"))
+    finally:
+        os.chdir(here)
     conserved[name] = 1000 * (np.array(values) - values[0]) / len(boxed)
     print(
         f"i-PI {name}: largest deviation {np.abs(conserved[name]).max():.4f} meV/atom"
