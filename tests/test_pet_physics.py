@@ -1,6 +1,8 @@
 """Physics of the raw PET: symmetries it has by construction, smoothness at the
 cutoff, forces as exact gradients, and clear errors on bad input."""
 
+import copy
+
 import ase
 import ase.io
 import numpy as np
@@ -8,7 +10,14 @@ import pytest
 import torch
 from metatomic.torch import ModelOutput, System
 
-from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
+from metatrain_pet.nn.environments import gaussian_basis
+from pet_helpers import (
+    DATA,
+    energy_and_forces,
+    energy_model,
+    system_from_atoms,
+    tiny_hypers,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +57,9 @@ def test_raw_pet_is_not_rotation_invariant(model, ethanol):
     assert abs(rotated_energy - energy) > 1e-4
 
 
-def test_only_lengths_is_rotation_and_inversion_invariant(ethanol):
-    model = energy_model([1, 6, 8], use_only_lengths=True)
+@pytest.mark.parametrize("radial_basis", [0, 8])
+def test_only_lengths_is_rotation_and_inversion_invariant(ethanol, radial_basis):
+    model = energy_model([1, 6, 8], use_only_lengths=True, radial_basis=radial_basis)
     energy, forces = energy_and_forces(model, ethanol)
     rotated = ethanol.copy()
     rotated.rotate(70, "x", center="COM")
@@ -83,6 +93,7 @@ def test_only_lengths_is_rotation_and_inversion_invariant(ethanol):
             "carry_central_token": True,
             "readout": "last_block",
         },
+        {"radial_basis": 16},
     ],
 )
 def test_forces_are_gradients(ethanol, overrides):
@@ -100,6 +111,28 @@ def test_forces_are_gradients(ethanol, overrides):
         assert finite_difference == pytest.approx(
             forces[atom, axis].item(), rel=1e-6, abs=1e-8
         )
+
+
+def test_gaussian_basis_resolves_distances():
+    distances = torch.tensor([[0.0], [0.95], [1.0], [4.0]], dtype=torch.float64)
+    basis = gaussian_basis(distances, 9, 4.0)
+    assert basis.shape == (4, 9)
+    assert basis[0, 0] == 1.0 and basis[3, 8] == 1.0  # centres at 0 and R_c
+    # 0.05 Å apart changes the features by a few percent of their size
+    assert 0.02 < (basis[1] - basis[2]).abs().max() < 0.2
+
+
+def test_layerwise_ecse_leaves_an_invariant_model_unchanged(ethanol):
+    """With only lengths (and a radial basis) every block is invariant, so the
+    frame average of layer-wise ECSE is the raw model: only r_ij columns rotate."""
+    ecse = copy.deepcopy(tiny_hypers()["ecse"])
+    ecse.update(enable=True, mode="layerwise", fallback="adaptive")
+    overrides = {"use_only_lengths": True, "radial_basis": 4}
+    raw = energy_model([1, 6, 8], **overrides)
+    layerwise = energy_model([1, 6, 8], ecse=ecse, **overrides)
+    assert energy_and_forces(layerwise, ethanol)[0] == pytest.approx(
+        energy_and_forces(raw, ethanol)[0], rel=1e-12
+    )
 
 
 def test_smooth_when_a_neighbor_crosses_the_cutoff(model):

@@ -37,6 +37,7 @@ from typing import Any, Dict, Literal, Optional
 
 from metatrain.composition.documentation import FixedCompositionWeights
 from metatrain.utils.hypers import init_with_defaults
+from metatrain.utils.long_range import LongRangeHypers
 from metatrain.utils.loss import LossSpecification
 from typing_extensions import TypedDict
 
@@ -82,6 +83,10 @@ class ModelHypers(TypedDict):
     cutoff-weighted ``sum`` of Eq. 7 or the cutoff-weighted ``average`` of Eq. 6."""
     encode_length: bool = True
     """Also feed ‖r_ij‖ to the geometry embedding L (4 -> d_PET instead of 3)."""
+    radial_basis: int = 0
+    """Number of Gaussians of ‖r_ij‖ (centres evenly spaced from 0 to the cutoff)
+    appended to the input of the geometry embedding L; 0 for the paper's raw
+    r_ij."""
     use_only_lengths: bool = False
     """Encode only ‖r_ij‖ (1 -> d_PET): an exactly rotation- and inversion-invariant
     2-body PET, the auxiliary model of App. C.1 for the collinear fallback of ECSE."""
@@ -101,6 +106,36 @@ class ModelHypers(TypedDict):
     Biersack and Littmark, switched off at the sum of the covalent radii) to the
     energy, so that atoms pushed together in hot MD or by a poor model are pushed
     apart; the network learns the difference to it."""
+    long_range: LongRangeHypers = init_with_defaults(LongRangeHypers)
+    """Long-range electrostatics (App. F.9), with metatrain's long-range
+    featurizer: latent charges from PET's central tokens, their Coulomb potential
+    beyond the cutoff by ``torch-pme`` (Ewald or P3M for periodic structures, a
+    direct sum for molecules), mixed into every block's central tokens before the
+    readout. In training, Ewald is used whatever ``use_ewald`` says (P3M makes
+    training unstable, as metatrain's ``pet`` found). ``selected_atoms`` then
+    only selects outputs: the charges of all atoms are needed."""
+    atomic_inputs: list[str] = []
+    """Per-atom scalar inputs that the systems carry (``System.get_data``), such as
+    collinear magnetic moments (App. C.3): each is concatenated to r_ij in the
+    geometry embedding of the neighbour's edges and embedded into the central
+    token. In training they come from the dataset's ``extra_data`` (with
+    ``sample_kind: atom``) under the name without its namespace
+    (``initial_magmoms`` for ``ase::initial_magmoms``); in ASE, the name
+    ``ase::initial_magmoms`` reads ``atoms.get_initial_magnetic_moments()``. An
+    engine that does not give them gets an error that names them."""
+    discretize_atomic_inputs: bool = False
+    """Round the atomic inputs as App. C.3 rounds spins: (-inf, -0.25] -> -1,
+    (-0.25, 0.25) -> 0, [0.25, inf) -> 1."""
+    system_conditioning: bool = False
+    """Condition on the total charge and spin multiplicity of every structure
+    (per-system inputs ``charge`` and ``spin_multiplicity``, integers, from the
+    dataset's ``extra_data`` or from the engine; metatomic's ASE calculator reads
+    ``atoms.info["charge"]`` and ``atoms.info["spin_multiplicity"]``): their one-hot
+    codes are extra inputs of every atom."""
+    max_charge: int = 10
+    """System conditioning: charges from ``-max_charge`` to ``max_charge``."""
+    max_spin_multiplicity: int = 10
+    """System conditioning: spin multiplicities 2S + 1 from 1 to this."""
     ecse: ECSEHypers = init_with_defaults(ECSEHypers)
     """Apply the Equivariant Coordinate System Ensemble in the forward pass (see
     :class:`metatrain_pet.ecse.hypers.ECSEHypers`)."""
@@ -204,6 +239,13 @@ class TrainerHypers(TypedDict):
     """Number of data-loading worker processes."""
     progress_bar: bool = False
     """Show a progress bar over the batches of each epoch."""
+    distributed: Optional[bool] = None
+    """Data-parallel training over several processes (``srun mtt train`` or
+    ``torchrun -m metatrain_pet.torchrun train``): when unset, on exactly when more
+    than one process was started. ``batch_size`` is then per process."""
+    distributed_port: int = 39591
+    """Port of the first node through which SLURM-started processes meet
+    (``torchrun`` chooses its own)."""
     finetune: FinetuneHypers = init_with_defaults(FinetuneHypers)
     """Start from a trained checkpoint with a fresh optimizer (see
     :class:`FinetuneHypers`)."""

@@ -173,6 +173,7 @@ class Symmetrizer(torch.nn.Module):
         requests = self._inner_requests(outputs)
         batch = flatten_systems(systems, self.ecse_options)
         if self.per_atom:
+            _refuse_extra_data(systems)
             return self._per_atom_plan(batch, requests, selected_atoms)
         return self._global_plan(systems, batch, requests, selected_atoms)
 
@@ -441,6 +442,19 @@ class Symmetrizer(torch.nn.Module):
             Frames(rotations, weights, pools), n_environments, needs_frame, "atom"
         )
         return frames, aux_weights, edges
+
+
+def _refuse_extra_data(systems: List[System]) -> None:
+    """The environments that ``per_atom`` ECSE cuts out are new systems, which
+    cannot carry the extra inputs of the structures (spins, charges)."""
+    for system in systems:
+        names = system.known_data()
+        if len(names) > 0:
+            raise ValueError(
+                "ECSE mode 'per_atom' cuts environments out of their structures "
+                f"and cannot give them the structures' extra inputs {names}: use "
+                "the 'global' or 'layerwise' mode"
+            )
 
 
 def _extra_rotations(config: Dict) -> torch.Tensor:

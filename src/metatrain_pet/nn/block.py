@@ -15,7 +15,9 @@ class MessagePassingBlock(torch.nn.Module):
     over each environment, and returns the output tokens of the central atoms and
     of the edges.
 
-    The central token is ``E_c(s_i)``. In the first block there is no input
+    The central token is ``E_c(s_i)``, plus ``W f_i`` with extra inputs, whose
+    features f_j are concatenated to the geometric input of ``L`` (App. C.3). In
+    the first block there is no input
     message and ``M`` maps 2 d -> d; later blocks map 3 d -> d. With
     ``species_as_first_message``, the neighbour-species embedding is the first
     block's input message and is not concatenated, so every ``M`` maps 2 d -> d
@@ -25,6 +27,7 @@ class MessagePassingBlock(torch.nn.Module):
         r_ij, 4 for r_ij and |r_ij|, 1 for |r_ij| alone)
     :param has_input_messages: whether this block receives messages
     :param embeds_neighbor_species: whether ``E_n(s_j)`` is concatenated
+    :param num_input_features: size of the extra-input features (0: none)
     """
 
     def __init__(
@@ -38,13 +41,21 @@ class MessagePassingBlock(torch.nn.Module):
         transformer: TransformerOptions,
         has_input_messages: bool,
         embeds_neighbor_species: bool,
+        num_input_features: int,
     ):
         super().__init__()
         self.embeds_neighbor_species = embeds_neighbor_species
+        self.has_inputs = num_input_features > 0
         self.geometry_embedding = torch.nn.Sequential(
-            torch.nn.Linear(num_geometric_features, d_pet), torch.nn.SiLU()
+            torch.nn.Linear(num_geometric_features + num_input_features, d_pet),
+            torch.nn.SiLU(),
         )
         self.center_embedding = torch.nn.Embedding(num_species, d_pet)
+        self.input_embedding = (
+            torch.nn.Linear(num_input_features, d_pet, bias=False)
+            if self.has_inputs
+            else torch.nn.Identity()
+        )
         self.neighbor_embedding = (
             torch.nn.Embedding(num_species, d_pet)
             if embeds_neighbor_species
@@ -61,14 +72,16 @@ class MessagePassingBlock(torch.nn.Module):
         )
 
     def encode_edges(
-        self,
-        geometry: torch.Tensor,
-        neighbor_species: torch.Tensor,
-        messages: Optional[torch.Tensor],
+        self, environments: Environments, messages: Optional[torch.Tensor]
     ) -> torch.Tensor:
-        """Eq. 5: ``t_ij = M[concat(x̃_ij, E_n(s_j), σ(L(r_ij)))]``, ``(n_edges, d)``;
-        absent parts (no message in the first block, no ``E_n`` with
-        ``species_as_first_message``) are left out of the concatenation."""
+        """Eq. 5: ``t_ij = M[concat(x̃_ij, E_n(s_j), σ(L(r_ij, f_j)))]``,
+        ``(n_edges, d)``; absent parts (no message in the first block, no ``E_n``
+        with ``species_as_first_message``, no f_j without extra inputs) are left
+        out of the concatenation."""
+        geometry = environments.geometry
+        neighbor_species = environments.neighbor_species
+        if self.has_inputs:
+            geometry = torch.cat([geometry, environments.neighbor_features], dim=1)
         inputs = [self.geometry_embedding(geometry)]
         if self.embeds_neighbor_species:
             inputs.insert(0, self.neighbor_embedding(neighbor_species))
@@ -90,14 +103,14 @@ class MessagePassingBlock(torch.nn.Module):
         :return: output tokens of the central atoms ``(n_atoms, d_pet)`` and of
             the edges ``(n_edges, d_pet)``
         """
-        edge_tokens = self.encode_edges(
-            environments.geometry, environments.neighbor_species, messages
-        )
+        edge_tokens = self.encode_edges(environments, messages)
         token_weights = environments.token_weights
         n_atoms, n_tokens = token_weights.shape
         centers, slots = environments.centers, environments.slots
         padded = pad_environments(edge_tokens, centers, slots, n_atoms, n_tokens - 1)
         central = self.center_embedding(environments.center_species)
+        if self.has_inputs:
+            central = central + self.input_embedding(environments.center_features)
         if carried is not None:
             central = central + carried
         tokens = torch.cat([central.unsqueeze(1), padded], dim=1)

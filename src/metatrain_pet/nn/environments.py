@@ -19,6 +19,11 @@ class Environments(NamedTuple):
     """``(n_atoms,)`` species index of every atom"""
     neighbor_species: torch.Tensor
     """``(n_edges,)`` species index of every edge's neighbour"""
+    center_features: torch.Tensor
+    """``(n_atoms, n_features)`` extra-input features of every atom
+    (:mod:`.inputs`; no columns without extra inputs)"""
+    neighbor_features: torch.Tensor
+    """``(n_edges, n_features)`` those of every edge's neighbour"""
     centers: torch.Tensor
     """``(n_edges,)`` central atom of every edge (sorted)"""
     slots: torch.Tensor
@@ -31,19 +36,39 @@ class Environments(NamedTuple):
     token_weights: torch.Tensor
     """``(n_atoms, 1 + max_neighbors)``: 1 for the central token, f_c for the
     neighbours, 0 for padding"""
+    cartesian: bool
+    """Whether the first three columns of ``geometry`` are r_ij (rotated by
+    layer-wise ECSE), or all columns are invariant"""
 
 
 def geometric_input(
-    vectors: torch.Tensor, use_only_lengths: bool, encode_length: bool
+    vectors: torch.Tensor,
+    use_only_lengths: bool,
+    encode_length: bool,
+    radial_basis: int,
+    cutoff: float,
 ) -> torch.Tensor:
     """What the geometry embedding L of Eq. 5 sees of an edge: r_ij (3), r_ij and
-    |r_ij| (4), or |r_ij| alone (1, exactly invariant)."""
+    |r_ij| (4), or |r_ij| alone (1, exactly invariant), followed by
+    ``radial_basis`` Gaussians of |r_ij| (:func:`gaussian_basis`)."""
     distances = torch.linalg.vector_norm(vectors, dim=1, keepdim=True)
-    if use_only_lengths:
-        return distances
-    if encode_length:
-        return torch.cat([vectors, distances], dim=1)
-    return vectors
+    columns = [distances] if use_only_lengths else [vectors]
+    if encode_length and not use_only_lengths:
+        columns.append(distances)
+    if radial_basis > 0:
+        columns.append(gaussian_basis(distances, radial_basis, cutoff))
+    return torch.cat(columns, dim=1)
+
+
+def gaussian_basis(distances: torch.Tensor, size: int, cutoff: float) -> torch.Tensor:
+    """``(n_edges, size)``: exp(-((r - μ_k) / σ)²) with μ_k evenly spaced from 0 to
+    R_c and σ = R_c / size. A linear layer on raw coordinates resolves distances
+    poorly at first (a stiff O-H bond wants 0.01 Å); these features let it tell
+    close distances apart from the first step."""
+    centers = torch.linspace(
+        0.0, cutoff, size, dtype=distances.dtype, device=distances.device
+    )
+    return torch.exp(-(((distances - centers) * (size / cutoff)) ** 2))
 
 
 def build_environments(
@@ -55,12 +80,16 @@ def build_environments(
     cutoff: float,
     cutoff_width: float,
     geometry: torch.Tensor,
+    features: torch.Tensor,
+    cartesian: bool,
 ) -> Environments:
     """Environments of a batch whose edges are sorted by centre.
 
     :param vectors: ``(n_edges, 3)`` r_ij
     :param species: ``(n_atoms,)`` species index of every atom
     :param geometry: ``(n_edges, n_geometric)`` from :func:`geometric_input`
+    :param features: ``(n_atoms, n_features)`` extra-input features
+    :param cartesian: whether ``geometry`` starts with r_ij
     """
     n_atoms = species.shape[0]
     slots, num_neighbors = environment_slots(centers, n_atoms)
@@ -79,11 +108,14 @@ def build_environments(
         geometry=geometry,
         center_species=species,
         neighbor_species=species[neighbors],
+        center_features=features,
+        neighbor_features=features[neighbors],
         centers=centers,
         slots=slots,
         reverse=reversed_edges(centers, neighbors, cell_shifts),
         edge_cutoffs=edge_cutoffs,
         token_weights=torch.cat([central_weight, padded], dim=1),
+        cartesian=cartesian,
     )
 
 

@@ -52,7 +52,7 @@ def rotated_environments(environments: Environments, rows: FrameRows) -> Environ
     Cartesian part (first three columns) of the geometric input rotated into the
     row's frame."""
     geometry = environments.geometry[rows.edges]
-    if geometry.shape[1] >= 3:
+    if environments.cartesian:
         rotations = rows.rotations[rows.edge_rows]
         vectors = torch.einsum("eab,eb->ea", rotations, geometry[:, :3])
         geometry = torch.cat([vectors, geometry[:, 3:]], dim=1)
@@ -60,11 +60,14 @@ def rotated_environments(environments: Environments, rows: FrameRows) -> Environ
         geometry=geometry,
         center_species=environments.center_species[rows.atoms],
         neighbor_species=environments.neighbor_species[rows.edges],
+        center_features=environments.center_features[rows.atoms],
+        neighbor_features=environments.neighbor_features[rows.edges],
         centers=rows.edge_rows,
         slots=environments.slots[rows.edges],
         reverse=environments.reverse[rows.edges],
         edge_cutoffs=environments.edge_cutoffs[rows.edges],
         token_weights=environments.token_weights[rows.atoms],
+        cartesian=environments.cartesian,
     )
 
 

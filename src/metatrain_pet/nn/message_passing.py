@@ -50,6 +50,7 @@ class MessagePassing(torch.nn.Module):
         transformer: TransformerOptions,
         species_as_first_message: bool,
         carry_central: bool,
+        num_input_features: int,
     ):
         super().__init__()
         self.species_as_first_message = species_as_first_message
@@ -66,6 +67,7 @@ class MessagePassing(torch.nn.Module):
                     transformer=transformer,
                     has_input_messages=k > 0,
                     embeds_neighbor_species=(k == 0) or not species_as_first_message,
+                    num_input_features=num_input_features,
                 )
                 for k in range(num_blocks)
             ]

@@ -138,9 +138,12 @@ class AtomSubset:
             geometry=self.take_edges(environments.geometry),
             center_species=self.take_atoms(environments.center_species),
             neighbor_species=self.take_edges(environments.neighbor_species),
+            center_features=self.take_atoms(environments.center_features),
+            neighbor_features=self.take_edges(environments.neighbor_features),
             centers=self.centers,
             slots=self.take_edges(environments.slots),
             reverse=self.take_edges(environments.reverse),
             edge_cutoffs=self.take_edges(environments.edge_cutoffs),
             token_weights=self.take_atoms(environments.token_weights),
+            cartesian=environments.cartesian,
         )

@@ -69,11 +69,34 @@ def model_update_v4_v5(checkpoint: Dict[str, Any]) -> None:
     checkpoint["model_data"].setdefault("finetune_config", {})
 
 
+def model_update_v5_v6(checkpoint: Dict[str, Any]) -> None:
+    """Version 6 adds extra inputs (``atomic_inputs``, ``system_conditioning``;
+    none before), ``long_range`` (off before) and ``radial_basis`` (none before)."""
+    hypers = checkpoint["model_data"]["model_hypers"]
+    hypers.setdefault("radial_basis", 0)
+    hypers.setdefault(
+        "long_range",
+        {
+            "enable": False,
+            "use_ewald": False,
+            "smearing": 1.4,
+            "kspace_resolution": 1.33,
+            "interpolation_nodes": 5,
+        },
+    )
+    hypers.setdefault("atomic_inputs", [])
+    hypers.setdefault("discretize_atomic_inputs", False)
+    hypers.setdefault("system_conditioning", False)
+    hypers.setdefault("max_charge", 10)
+    hypers.setdefault("max_spin_multiplicity", 10)
+
+
 MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
     1: model_update_v1_v2,
     2: model_update_v2_v3,
     3: model_update_v3_v4,
     4: model_update_v4_v5,
+    5: model_update_v5_v6,
 }
 """Model upgrade functions, keyed by the version they upgrade from."""
 
@@ -83,7 +106,17 @@ def trainer_update_v1_v2(checkpoint: Dict[str, Any]) -> None:
     checkpoint["train_hypers"].setdefault("energy_weight", 1.0)
 
 
-TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {1: trainer_update_v1_v2}
+def trainer_update_v2_v3(checkpoint: Dict[str, Any]) -> None:
+    """Version 3 adds data-parallel training (``distributed``: detected, and
+    ``distributed_port``)."""
+    checkpoint["train_hypers"].setdefault("distributed", None)
+    checkpoint["train_hypers"].setdefault("distributed_port", 39591)
+
+
+TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
+    1: trainer_update_v1_v2,
+    2: trainer_update_v2_v3,
+}
 """Trainer upgrade functions, keyed by the version they upgrade from."""
 
 

@@ -45,7 +45,7 @@ class PET(ModelInterface[ModelHypers]):
     :param dataset_info: atomic types, length unit and targets
     """
 
-    __checkpoint_version__ = 5
+    __checkpoint_version__ = 6
     target_names: List[str]
     __supported_devices__ = ["cuda", "cpu"]
     __supported_dtypes__ = [torch.float32, torch.float64]
@@ -116,6 +116,12 @@ class PET(ModelInterface[ModelHypers]):
                 "neighbours within r_out (a diatomic molecule, an atom leaving a "
                 "cluster) has none otherwise"
             )
+        if ecse["mode"] == "per_atom" and self.network.long_range.enabled:
+            raise ValueError(
+                "ecse.mode 'per_atom' evaluates environments cut out of their "
+                "structure, where the long-range part would only see the cut-out "
+                "charges: use the 'global' or 'layerwise' mode with long_range"
+            )
         self.symmetrizer = Symmetrizer(
             resolve_ecse_hypers(ecse), self.network.requested_neighbor_lists()
         )
@@ -150,6 +156,11 @@ class PET(ModelInterface[ModelHypers]):
 
     def supported_outputs(self) -> Dict[str, ModelOutput]:
         return self.outputs
+
+    def requested_inputs(self) -> Dict[str, ModelOutput]:
+        """The extra inputs (``atomic_inputs``, ``system_conditioning``) that
+        engines must give in ``System.get_data``."""
+        return self.network.requested_inputs()
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
         """The network's list, ECSE's and the additive models' (ZBL)."""

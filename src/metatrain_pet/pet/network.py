@@ -8,12 +8,14 @@ applied here but in :class:`metatrain_pet.pet.model.PET`.
 
 from typing import Dict, List, Optional, Tuple
 
+import metatensor.torch as mts
 import torch
 from metatensor.torch import Labels, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from ..geometry.rotations import random_rotations
 from ..nn.environments import Environments, build_environments, geometric_input
+from ..nn.inputs import InputFeatures
 from ..nn.layerwise import FrameRows, average_over_rows
 from ..nn.message_passing import MessagePassing, Tokens
 from ..nn.readout import Readout, frame_view, pet_features, subset_view
@@ -25,6 +27,8 @@ from ..systems.batch import (
     flatten_systems,
     selected_atom_indices,
 )
+from ..systems.inputs import SYSTEM_INPUTS, atomic_input_values, system_input_values
+from .long_range import LongRange
 from .targets import (
     TargetLayout,
     features_tensor_map,
@@ -49,6 +53,8 @@ class PETNetwork(torch.nn.Module):
     (App. F.10); set by the trainer for ``augmentation: environment``."""
     rotation_inversion: bool
     """Combine the per-environment rotations with random inversions."""
+    atomic_inputs: List[str]
+    """Names of the per-atom inputs read from the systems (``atomic_inputs``)."""
 
     def __init__(self, hypers: Dict, atomic_types: List[int]):
         super().__init__()
@@ -64,12 +70,22 @@ class PETNetwork(torch.nn.Module):
             )
         self.use_only_lengths = bool(hypers["use_only_lengths"])
         self.encode_length = bool(hypers["encode_length"])
+        self.radial_basis = int(hypers["radial_basis"])
         species_to_index = torch.full((max(self.atomic_types) + 1,), -1)
         for index, atomic_type in enumerate(self.atomic_types):
             species_to_index[atomic_type] = index
         self.register_buffer("species_to_index", species_to_index, persistent=False)
 
         num_blocks = int(hypers["num_gnn_layers"])
+        self.atomic_inputs: List[str] = list(hypers["atomic_inputs"])
+        self.system_conditioning = bool(hypers["system_conditioning"])
+        self.input_features = InputFeatures(
+            num_atomic=len(self.atomic_inputs),
+            discretize=bool(hypers["discretize_atomic_inputs"]),
+            conditioning=self.system_conditioning,
+            max_charge=int(hypers["max_charge"]),
+            max_multiplicity=int(hypers["max_spin_multiplicity"]),
+        )
         self.message_passing = MessagePassing(
             num_species=len(self.atomic_types),
             num_geometric_features=self._num_geometric_features(),
@@ -86,6 +102,7 @@ class PETNetwork(torch.nn.Module):
             ),
             species_as_first_message=bool(hypers["species_as_first_message"]),
             carry_central=bool(hypers["carry_central_token"]),
+            num_input_features=self.input_features.num_features,
         )
         self.heads = Readout(
             d_pet=int(hypers["d_pet"]),
@@ -98,11 +115,14 @@ class PETNetwork(torch.nn.Module):
         self.neighbor_list_options = NeighborListOptions(
             cutoff=self.cutoff, full_list=True, strict=True
         )
+        self.long_range = LongRange(
+            hypers["long_range"], int(hypers["d_pet"]), self.neighbor_list_options
+        )
 
     def _num_geometric_features(self) -> int:
         if self.use_only_lengths:
-            return 1
-        return 4 if self.encode_length else 3
+            return 1 + self.radial_basis
+        return (4 if self.encode_length else 3) + self.radial_basis
 
     def add_target(self, name: str, layout: TensorMap) -> None:
         target_layout = TargetLayout(name, layout)
@@ -132,9 +152,14 @@ class PETNetwork(torch.nn.Module):
         batch = flatten_systems(systems, self.neighbor_list_options)
         self._check_inputs(batch)
         rotations = self._environment_rotations(batch, frames)
-        environments = self._environments(batch, rotations)
-        subsets = self._subsets(batch, environments, selected_atoms)
-        tokens = self.message_passing(environments, subsets, frames)
+        features = self._input_features(systems, batch)
+        environments = self._environments(batch, rotations, features)
+        # the long-range part needs the charges, hence the tokens, of all atoms
+        receptive = None if self.long_range.enabled else selected_atoms
+        subsets = self._subsets(batch, environments, receptive)
+        tokens = self.long_range(
+            systems, self.message_passing(environments, subsets, frames)
+        )
         predictions, last_layer_features = self._read_out(
             outputs, environments, subsets, tokens, rotations
         )
@@ -147,6 +172,8 @@ class PETNetwork(torch.nn.Module):
             predictions,
             last_layer_features,
         )
+        if selected_atoms is not None and receptive is None:
+            per_atom = _selected_only(per_atom, selected_atoms)
         return _per_sample_kind(per_atom, outputs, len(systems))
 
     def _read_out(
@@ -272,8 +299,42 @@ class PETNetwork(torch.nn.Module):
             positions.device,
         )
 
+    def _input_features(
+        self, systems: List[System], batch: SystemBatch
+    ) -> torch.Tensor:
+        """``(n_atoms, n_features)``: the extra inputs of every atom as features
+        (none without extra inputs)."""
+        positions = batch.positions
+        n_atoms, n_systems = positions.shape[0], len(systems)
+        atomic = torch.zeros(
+            (n_atoms, 0), dtype=positions.dtype, device=positions.device
+        )
+        if len(self.atomic_inputs) > 0:
+            atomic = atomic_input_values(systems, self.atomic_inputs)
+        charges = torch.zeros(n_systems, dtype=torch.long, device=positions.device)
+        multiplicities = torch.ones_like(charges)
+        if self.system_conditioning:
+            charges = system_input_values(systems, "charge")
+            multiplicities = system_input_values(systems, "spin_multiplicity")
+        return self.input_features(
+            atomic.to(positions.dtype), charges, multiplicities, batch.structure_of_atom
+        )
+
+    def requested_inputs(self) -> Dict[str, ModelOutput]:
+        """The extra inputs this network reads from the systems."""
+        requested: Dict[str, ModelOutput] = {}
+        for name in self.atomic_inputs:
+            requested[name] = ModelOutput(sample_kind="atom")
+        if self.system_conditioning:
+            for name in SYSTEM_INPUTS:
+                requested[name] = ModelOutput(sample_kind="system")
+        return requested
+
     def _environments(
-        self, batch: SystemBatch, rotations: Optional[torch.Tensor]
+        self,
+        batch: SystemBatch,
+        rotations: Optional[torch.Tensor],
+        features: torch.Tensor,
     ) -> Environments:
         """PET's environments; every edge vector seen in its centre's frame
         ``R_i r_ij`` when environments are rotated."""
@@ -288,7 +349,15 @@ class PETNetwork(torch.nn.Module):
             self.species_to_index[batch.types],
             self.cutoff,
             self.cutoff_width,
-            geometric_input(vectors, self.use_only_lengths, self.encode_length),
+            geometric_input(
+                vectors,
+                self.use_only_lengths,
+                self.encode_length,
+                self.radial_basis,
+                self.cutoff,
+            ),
+            features,
+            not self.use_only_lengths,
         )
 
     def _subsets(
@@ -346,4 +415,15 @@ def _per_sample_kind(
         if outputs[name].sample_kind == "system":
             tensor_map = sum_over_atoms(tensor_map, n_systems)
         results[name] = tensor_map
+    return results
+
+
+def _selected_only(
+    per_atom: Dict[str, TensorMap], selected_atoms: Labels
+) -> Dict[str, TensorMap]:
+    """The samples of ``selected_atoms`` of every per-atom map, computed for all
+    atoms (with the long-range part)."""
+    results: Dict[str, TensorMap] = {}
+    for name, tensor_map in per_atom.items():
+        results[name] = mts.slice(tensor_map, "samples", selected_atoms)
     return results

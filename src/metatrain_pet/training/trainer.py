@@ -43,6 +43,8 @@ from ..documentation import TrainerHypers
 from ..files import save_checkpoint
 from ..pet import checkpoints, finetuning
 from ..pet.model import PET
+from ..systems.inputs import attach_extra_data, data_name
+from . import distributed
 from .augmentation import (
     StructureRotation,
     check_environment_augmentation,
@@ -63,7 +65,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
     best-model selection, early stopping, periodic checkpoints and exact restarts
     (epoch, optimisation step, learning rate, Adam state and Eq. 8 averages)."""
 
-    __checkpoint_version__ = 2
+    __checkpoint_version__ = 3
 
     def __init__(self, hypers: TrainerHypers) -> None:
         super().__init__(hypers)
@@ -78,6 +80,9 @@ class Trainer(TrainerInterface[TrainerHypers]):
         self.loss_normalization: Dict[str, float] = {}
         self.fast_decay_start: Optional[int] = None
         self.validated = True
+        self._processes = distributed.Processes(0, 1, torch.device("cpu"))
+        self._network: torch.nn.Module = torch.nn.Identity()
+        self._epoch_samplers: List[Any] = []
 
     def train(
         self,
@@ -102,6 +107,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
             self.hypers["augmentation"] == "environment",
             self.hypers["random_inversion"],
         )
+        self._network = distributed.wrap(model, self._processes)
         self._seed_loss_normalization(model, val_data, loss_fn)
         start_epoch = 0 if self.epoch is None else self.epoch + 1
         self._warn_about_settings(start_epoch, val_datasets)
@@ -110,6 +116,8 @@ class Trainer(TrainerInterface[TrainerHypers]):
         for epoch in range(start_epoch, self.hypers["num_epochs"]):
             if self._fast_decay_is_over(epoch):
                 break
+            for sampler in self._epoch_samplers:
+                sampler.set_epoch(epoch)
             train_info, _ = self._run_epoch(model, train_data, loss_fn, optimizer)
             val_info, val_terms = self._run_epoch(model, val_data, loss_fn, None)
             loss_fn.update_normalization(val_terms, self.hypers, False)
@@ -128,17 +136,25 @@ class Trainer(TrainerInterface[TrainerHypers]):
 
         set_environment_rotation(model, False, False)
         self._record_optimizer_state(optimizer)
+        distributed.stop(self._processes)
 
     def _prepare_model(
         self, model: PET, dtype: torch.dtype, devices: List[torch.device]
     ) -> None:
-        """Refuse bad options, then move the model to the first device and to
+        """Refuse bad options, join the other processes of a distributed training,
+        then move the model to the first device (or to that of this process) and to
         ``dtype``; the additive models and the scaler stay in float64."""
         if dtype not in PET.__supported_dtypes__:
             raise ValueError(f"PET cannot be trained in {dtype}")
         check_trainer_hypers(self.hypers, model.dataset_info.targets)
-        device = devices[0]
-        logging.info(f"Training on device {device} with dtype {dtype}")
+        self._processes = distributed.start(
+            self.hypers["distributed"], self.hypers["distributed_port"], devices[0]
+        )
+        device = self._processes.device
+        logging.info(
+            f"Training on device {device} with dtype {dtype}, "
+            f"{self._processes.world_size} process(es)"
+        )
         model.to(device=device, dtype=dtype)
         for additive_model in model.additive_models:
             additive_model.to(dtype=torch.float64)
@@ -175,7 +191,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
             train_datasets=train_datasets,
             other_additive_models=list(model.additive_models[1:]),
             batch_size=self.hypers["batch_size"],
-            is_distributed=False,
+            is_distributed=self._processes.distributed,
             checkpoint_dir=checkpoint_dir,
         )
         if self.hypers["scale_targets"]:
@@ -184,7 +200,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
                 train_datasets=train_datasets,
                 additive_models=list(model.additive_models),
                 batch_size=self.hypers["batch_size"],
-                is_distributed=False,
+                is_distributed=self._processes.distributed,
                 per_structure_targets=self._per_structure_targets(model),
                 checkpoint_dir=checkpoint_dir,
             )
@@ -193,13 +209,15 @@ class Trainer(TrainerInterface[TrainerHypers]):
         self, model: PET, train_datasets: Datasets, val_datasets: Datasets
     ) -> Tuple[CombinedDataLoader, CombinedDataLoader]:
         """Batches of ``batch_size`` structures: shuffled for training, in order for
-        validation."""
+        validation; each process of a distributed training takes its share."""
         collate_train, collate_val = self._collate_fns(model)
         batch_size = self.hypers["batch_size"]
         num_workers = self.hypers["num_workers"]
-        train_loaders, _ = build_train_dataloaders(
+        train_loaders, self._epoch_samplers = build_train_dataloaders(
             train_datasets=train_datasets,
-            train_distributed_samplers=[None] * len(train_datasets),
+            train_distributed_samplers=distributed.train_samplers(
+                train_datasets, self._processes
+            ),
             collate_fn_train=collate_train,
             batch_size=batch_size,
             max_atoms_per_batch=None,
@@ -207,7 +225,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
             num_workers=num_workers,
         )
         val_loaders = build_val_dataloaders(
-            val_datasets=val_datasets,
+            val_datasets=distributed.validation_share(val_datasets, self._processes),
             val_distributed_samplers=[None] * len(val_datasets),
             collate_fn_val=collate_val,
             batch_size=batch_size,
@@ -238,7 +256,11 @@ class Trainer(TrainerInterface[TrainerHypers]):
             get_remove_additive_transform(additive_models, train_targets),
             get_remove_scale_transform(scaler),
         ]
-        train_callables: List[Any] = []
+        # the inputs go onto the dataset's own systems (which rotations copy), so
+        # that metatrain's final evaluation of the training and validation sets,
+        # which gives models per-system inputs only, finds the per-atom ones there
+        inputs = attach_extra_data(_extra_inputs(model))
+        train_callables: List[Any] = [inputs]
         if self.hypers["augmentation"] == "structure":
             train_callables.append(
                 StructureRotation(train_targets, self.hypers["random_inversion"])
@@ -246,7 +268,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
         target_keys = list(train_targets.keys())
         return (
             CollateFn(target_keys=target_keys, callables=train_callables + common),
-            CollateFn(target_keys=target_keys, callables=common),
+            CollateFn(target_keys=target_keys, callables=[inputs] + common),
         )
 
     def _build_loss(self, model: PET) -> NormalizedLoss:
@@ -304,7 +326,9 @@ class Trainer(TrainerInterface[TrainerHypers]):
             losses.append(loss)
             terms.append(batch_terms)
             _accumulate_errors(errors, model, systems, predictions, targets, extra_data)
-        return _epoch_metrics(losses, terms, errors, per_structure_targets)
+        return _epoch_metrics(
+            losses, terms, errors, per_structure_targets, self._processes
+        )
 
     def _progress(self, dataloader: CombinedDataLoader, training: bool) -> Iterable:
         """The batches of ``dataloader``, behind a progress bar with
@@ -332,8 +356,8 @@ class Trainer(TrainerInterface[TrainerHypers]):
         """One batch: predictions and loss on per-atom values (except for the
         ``per_structure_targets``) and, with an ``optimizer``, one Adam step at the
         scheduled learning rate with the gradient norm clipped to
-        ``grad_clip_norm``. Returns the predictions and targets that the loss saw,
-        the loss and its terms."""
+        ``grad_clip_norm`` (averaged over the processes first, by DDP). Returns
+        the predictions and targets that the loss saw, the loss and its terms."""
         systems, targets, extra_data = batch
         training = optimizer is not None
         train_targets = model.dataset_info.targets
@@ -343,7 +367,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
             optimizer.zero_grad()
         with torch.set_grad_enabled(training or needs_gradients):
             predictions = evaluate_model(
-                model,
+                self._network if training else model,
                 systems,
                 {name: train_targets[name] for name in targets.keys()},
                 is_training=training,
@@ -354,6 +378,10 @@ class Trainer(TrainerInterface[TrainerHypers]):
             targets = average_by_num_atoms(targets, systems, per_structure_targets)
             loss, terms = loss_fn(predictions, targets, extra_data)
         if training:
+            if self._processes.distributed:  # DDP wants every parameter in the graph
+                loss = loss + 0.0 * sum(
+                    p.sum() for p in optimizer.param_groups[0]["params"]
+                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(
                 model.parameters(), self.hypers["grad_clip_norm"]
@@ -514,8 +542,10 @@ class Trainer(TrainerInterface[TrainerHypers]):
     def _save_periodic_checkpoint(
         self, model: PET, epoch: int, checkpoint_dir: str
     ) -> None:
-        """Save ``model_{epoch}.ckpt`` every ``checkpoint_interval`` epochs."""
-        if (epoch + 1) % self.hypers["checkpoint_interval"] == 0:
+        """Save ``model_{epoch}.ckpt`` every ``checkpoint_interval`` epochs (from
+        the main process only)."""
+        interval = self.hypers["checkpoint_interval"]
+        if self._processes.main and (epoch + 1) % interval == 0:
             self.save_checkpoint(model, Path(checkpoint_dir) / f"model_{epoch}.ckpt")
 
     def _scheduler_state(self) -> Dict[str, Any]:
@@ -610,6 +640,20 @@ def check_trainer_hypers(hypers: TrainerHypers, targets: Dict[str, TargetInfo]) 
         check_environment_augmentation(targets)
 
 
+def _extra_inputs(model: PET) -> List[str]:
+    """The extra inputs of ``model``, which the dataset must hold as
+    ``extra_data`` (checked before any training)."""
+    names = list(model.requested_inputs())
+    declared = model.dataset_info.extra_data
+    missing = [data_name(name) for name in names if data_name(name) not in declared]
+    if len(missing) > 0:
+        raise ValueError(
+            f"the model reads the inputs {names}, but the training set does not "
+            f"declare {missing}: add them to its `extra_data` section"
+        )
+    return names
+
+
 def _to_model(batch: Any, model: PET) -> Batch:
     """The systems, targets and extra data of ``batch``, on the device and in the
     dtype of ``model``."""
@@ -643,13 +687,21 @@ def _epoch_metrics(
     terms: List[Dict[str, float]],
     errors: Errors,
     per_structure_targets: List[str],
+    processes: distributed.Processes,
 ) -> Tuple[Dict[str, Any], Dict[str, float]]:
     """The summed loss with the RMSE and MAE of every target, and the mean over the
-    batches of every loss term."""
+    batches of every loss term (the loss averaged over the processes, whose
+    batches are shares of the global ones; the errors over all structures)."""
     not_per_atom = ["positions_gradients"] + per_structure_targets
-    info: Dict[str, Any] = {"loss": sum(losses, 0.0)}
+    info = distributed.mean({"loss": sum(losses, 0.0)}, processes)
     for accumulator in errors:
-        info.update(accumulator.finalize(not_per_atom=not_per_atom))
+        info.update(
+            accumulator.finalize(
+                not_per_atom=not_per_atom,
+                is_distributed=processes.distributed,
+                device=processes.device,
+            )
+        )
     term_sums: Dict[str, float] = {}
     for batch_terms in terms:
         for name, value in batch_terms.items():
@@ -657,7 +709,7 @@ def _epoch_metrics(
     per_term_mse = {
         name: value / max(len(terms), 1) for name, value in term_sums.items()
     }
-    return info, per_term_mse
+    return info, distributed.mean(per_term_mse, processes)
 
 
 def _detached(tensor_maps: Dict[str, Any]) -> Dict[str, Any]:
