@@ -83,10 +83,11 @@ class ModelHypers(TypedDict):
     cutoff-weighted ``sum`` of Eq. 7 or the cutoff-weighted ``average`` of Eq. 6."""
     encode_length: bool = True
     """Also feed ‖r_ij‖ to the geometry embedding L (4 -> d_PET instead of 3)."""
-    radial_basis: int = 0
+    radial_basis: int = 16
     """Number of Gaussians of ‖r_ij‖ (centres evenly spaced from 0 to the cutoff)
     appended to the input of the geometry embedding L; 0 for the paper's raw
-    r_ij."""
+    r_ij. With them, forces on water64 start to be learned within 30 CPU-minutes
+    (they did not without), see ``docs/training.md``."""
     use_only_lengths: bool = False
     """Encode only ‖r_ij‖ (1 -> d_PET): an exactly rotation- and inversion-invariant
     2-body PET, the auxiliary model of App. C.1 for the collinear fallback of ECSE."""
