@@ -86,23 +86,11 @@ class PETNetwork(torch.nn.Module):
             max_charge=int(hypers["max_charge"]),
             max_multiplicity=int(hypers["max_spin_multiplicity"]),
         )
-        self.message_passing = MessagePassing(
-            num_species=len(self.atomic_types),
-            num_geometric_features=self._num_geometric_features(),
-            d_pet=int(hypers["d_pet"]),
-            num_heads=int(hypers["num_heads"]),
-            d_feedforward=int(hypers["d_feedforward"]),
-            num_attention_layers=int(hypers["num_attention_layers"]),
-            num_blocks=num_blocks,
-            transformer=TransformerOptions(
-                pre_norm=hypers["transformer_type"] == "PreLN",
-                normalization=hypers["normalization"],
-                activation=hypers["activation"],
-                temperature=float(hypers["attention_temperature"]),
-            ),
-            species_as_first_message=bool(hypers["species_as_first_message"]),
-            carry_central=bool(hypers["carry_central_token"]),
-            num_input_features=self.input_features.num_features,
+        self.message_passing = _message_passing(
+            hypers,
+            len(self.atomic_types),
+            self._num_geometric_features(),
+            self.input_features.num_features,
         )
         self.heads = Readout(
             d_pet=int(hypers["d_pet"]),
@@ -427,3 +415,27 @@ def _selected_only(
     for name, tensor_map in per_atom.items():
         results[name] = mts.slice(tensor_map, "samples", selected_atoms)
     return results
+
+
+def _message_passing(
+    hypers: Dict, num_species: int, num_geometric: int, num_input_features: int
+) -> MessagePassing:
+    """The message-passing blocks that ``hypers`` describe."""
+    return MessagePassing(
+        num_species=num_species,
+        num_geometric_features=num_geometric,
+        d_pet=int(hypers["d_pet"]),
+        num_heads=int(hypers["num_heads"]),
+        d_feedforward=int(hypers["d_feedforward"]),
+        num_attention_layers=int(hypers["num_attention_layers"]),
+        num_blocks=int(hypers["num_gnn_layers"]),
+        transformer=TransformerOptions(
+            pre_norm=hypers["transformer_type"] == "PreLN",
+            normalization=hypers["normalization"],
+            activation=hypers["activation"],
+            temperature=float(hypers["attention_temperature"]),
+        ),
+        species_as_first_message=bool(hypers["species_as_first_message"]),
+        carry_central=bool(hypers["carry_central_token"]),
+        num_input_features=num_input_features,
+    )
