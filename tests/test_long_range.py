@@ -151,7 +151,7 @@ def test_ecse_on_top_of_the_long_range_part_is_exact(mode, structure):
         # in float64, against > 1e-6 absolute for the raw model
         assert abs(rotated_energy - energy) < 1e-8 * abs(energy)
         expected = forces.numpy() @ rotation.T
-        np.testing.assert_allclose(rotated_forces.numpy(), expected, atol=1e-8)
+        np.testing.assert_allclose(rotated_forces.numpy(), expected, atol=1e-7)
         raw_energies.append(energy_and_forces(raw, rotated)[0])
     assert abs(raw_energies[0] - raw_energies[1]) > 1e-6  # raw PET is not invariant
 
