@@ -29,18 +29,37 @@ ATOMIC_TYPES = [1, 6, 7, 8]
 WATER_REPEATS = {192: (1, 1, 1), 1536: (2, 2, 2), 5184: (3, 3, 3), 12288: (4, 4, 4)}
 
 
-def structures(sizes: List[int]) -> Dict[str, "ase.Atoms"]:
-    """ethanol (9 atoms) and water boxes of the given numbers of atoms."""
-    result = {"ethanol": ase.io.read(TEST_DATA / "ethanol_40.xyz", 0)}
-    water = ase.io.read(TEST_DATA / "water64_2.xyz", 0)
-    for size in sizes:
-        result[f"water{size}"] = water.repeat(WATER_REPEATS[size])
-    return result
+def structure(label: str) -> "ase.Atoms":
+    """``ethanol`` (9 atoms), ``water<N>`` (a water box of N atoms) or ``slab<N>``
+    (the same box with its third cell vector doubled: a film with vacuum on both
+    sides, where surface atoms have fewer neighbours than bulk ones)."""
+    if label == "ethanol":
+        return ase.io.read(TEST_DATA / "ethanol_40.xyz", 0)
+    kind = label.rstrip("0123456789")
+    size = int(label[len(kind) :])
+    atoms = ase.io.read(TEST_DATA / "water64_2.xyz", 0).repeat(WATER_REPEATS[size])
+    if kind == "slab":
+        atoms.cell[2] *= 2.0
+    return atoms
 
 
-def build_models(dtype=torch.float32, seed: int = 0, script: bool = False, **sizes):
+def structures(sizes: List[int], slabs: List[int] = ()) -> Dict[str, "ase.Atoms"]:
+    """ethanol, water boxes of the given numbers of atoms and slabs."""
+    labels = ["ethanol"] + [f"water{n}" for n in sizes] + [f"slab{n}" for n in slabs]
+    return {label: structure(label) for label in labels}
+
+
+def build_models(
+    dtype=torch.float32,
+    seed: int = 0,
+    script: bool = False,
+    max_tokens: int = 0,
+    **sizes,
+):
     """Exported (eval-mode) models of both architectures, matched hypers, energy
-    target; with ``script`` the TorchScript-compiled versions."""
+    target; with ``script`` the TorchScript-compiled versions. ``max_tokens`` sets
+    the tokens per chunk of environments of ours (0: its default; a huge number:
+    one padded tensor, as before chunking)."""
     hypers = matched_hypers(**sizes)
     info = DatasetInfo(
         length_unit="angstrom",
@@ -51,6 +70,9 @@ def build_models(dtype=torch.float32, seed: int = 0, script: bool = False, **siz
     for name in (OURS, PEER):
         torch.manual_seed(seed)
         model = import_architecture(name).__model__(hypers[name], info)
+        if name == OURS:
+            for block in model.network.message_passing.blocks:
+                block.max_tokens = max_tokens
         exported = model.to(dtype).export()
         exported.eval()
         if script:

@@ -10,7 +10,9 @@ Every comparison prints one line ``name: ours=VALUE peer=VALUE ratio=R`` with
   eval-mode model (median of repeats, warm-up excluded); ``.../cpu`` the process
   CPU time of the same steps; ``.../torchscript`` the TorchScript-compiled model;
   ``memory/<system>`` the peak resident memory added by one step (ru_maxrss delta,
-  measured in a fresh subprocess per model and system).
+  measured in a fresh subprocess per model and system), ``memory_per_atom/<system>``
+  the same per atom. Systems: ethanol, water boxes (``--sizes``) and water films
+  with vacuum (``slab<N>``, ``--slab-sizes``), whose neighbour counts vary.
 - ``train/<dataset>``: wall time of one training epoch with each architecture's own
   trainer, same batch size and loss (energy + forces).
 - ``ecse/<system>``: cost of ECSE around our raw model (``peer`` is the raw model),
@@ -69,13 +71,17 @@ def report(name, ours, peer, unit, fmt="{:.4g}"):
 def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
     sizes = args.sizes if sizes is None else sizes
     hypers = args.model_sizes if hypers is None else hypers
-    atoms_by_name = inference.structures(sizes)
-    if prefix != "inference":
+    main = prefix == "inference"
+    atoms_by_name = inference.structures(sizes, args.slab_sizes if main else [])
+    if not main:
         del atoms_by_name["ethanol"]
-    models = inference.build_models(torch.float32, **hypers)
+    chunks = args.max_tokens
+    models = inference.build_models(torch.float32, max_tokens=chunks, **hypers)
     scripted = {}
-    if args.script and prefix == "inference":
-        scripted = inference.build_models(torch.float32, script=True, **hypers)
+    if args.script and main:
+        scripted = inference.build_models(
+            torch.float32, script=True, max_tokens=chunks, **hypers
+        )
     per_atom = {OURS: {}, PEER: {}}
     for label, atoms in atoms_by_name.items():
         n_atoms = len(atoms)
@@ -96,7 +102,7 @@ def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
             wall, cpu = _interleaved(family, systems, repeats, warmup, device)
             ours, peer = np.median(wall[OURS]), np.median(wall[PEER])
             report(f"{prefix}/{label}{suffix}", ours * 1e3, peer * 1e3, "ms")
-            if suffix == "":
+            if suffix == "" and label.startswith("water"):
                 per_atom[OURS][n_atoms] = ours / n_atoms
                 per_atom[PEER][n_atoms] = peer / n_atoms
             report(
@@ -106,15 +112,17 @@ def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
                 "ms",
             )
             del systems
-    if args.memory and prefix == "inference":
-        for label in args.memory_systems:
-            if label not in atoms_by_name:
+    if args.memory and main:
+        for label, atoms in atoms_by_name.items():
+            if args.quick and label != "water192":
                 continue
             values = {
-                name: _memory_subprocess(name, label, device, hypers)
+                name: _memory_subprocess(name, label, device, hypers, chunks)
                 for name in (OURS, PEER)
             }
             report(f"memory/{label}", values[OURS], values[PEER], "MiB", "{:.1f}")
+            kib = {name: value * 1024 / len(atoms) for name, value in values.items()}
+            report(f"memory_per_atom/{label}", kib[OURS], kib[PEER], "KiB", "{:.0f}")
     return per_atom
 
 
@@ -140,7 +148,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _memory_subprocess(name, label, device, hypers):
+def _memory_subprocess(name, label, device, hypers, max_tokens):
     """Peak memory of one step, in MiB, in a fresh process per model and system
     (model and system already built, after one warm-up step that pays one-time
     allocations): on CPU the peak resident set size during the step (VmHWM, reset
@@ -159,6 +167,8 @@ def _memory_subprocess(name, label, device, hypers):
         str(torch.get_num_threads()),
         "--hypers-json",
         json.dumps(hypers),
+        "--max-tokens",
+        str(max_tokens),
     ]
     # glibc keeps freed heap chunks resident (and raises its mmap threshold as it
     # goes), which hides reused memory from RSS; a fixed threshold puts every
@@ -171,10 +181,10 @@ def _memory_subprocess(name, label, device, hypers):
     return float(output.strip().splitlines()[-1])
 
 
-def memory_worker(name, label, device, hypers):
-    size = int(label[5:]) if label.startswith("water") else None
-    atoms = inference.structures([size] if size else [])[label]
-    model = inference.build_models(torch.float32, **hypers)[name].to(device)
+def memory_worker(name, label, device, hypers, max_tokens):
+    atoms = inference.structure(label)
+    models = inference.build_models(torch.float32, max_tokens=max_tokens, **hypers)
+    model = models[name].to(device)
     system = inference.prepare(model, atoms).to(device=device)
     print(inference.step_memory_mib(model, system, device))
 
@@ -459,6 +469,21 @@ def main():
         help="water box sizes (192 1536 5184 12288); default: all but 12288, "
         "192 with --quick",
     )
+    parser.add_argument(
+        "--slab-sizes",
+        nargs="*",
+        type=int,
+        default=None,
+        help="water films with vacuum (neighbour counts vary) of these numbers of "
+        "atoms; default 1536, 192 with --quick",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=0,
+        help="tokens per chunk of environments of ours (0: its default; "
+        "1000000000: one padded tensor, as before chunking)",
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-script", dest="script", action="store_false")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
@@ -520,7 +545,9 @@ def main():
     logging.getLogger().setLevel(logging.WARNING)
     device = torch.device(args.device)
     if args.memory_worker:
-        memory_worker(*args.memory_worker, device, json.loads(args.hypers_json))
+        memory_worker(
+            *args.memory_worker, device, json.loads(args.hypers_json), args.max_tokens
+        )
         return
 
     quick = args.quick
@@ -536,6 +563,8 @@ def main():
         args.scaling_sizes = [] if quick else [192, 1536, 5184]
     if args.sizes is None:
         args.sizes = [192] if quick else [192, 1536]
+    if args.slab_sizes is None:
+        args.slab_sizes = [192] if quick else [1536]
     if args.repeats is None:
         args.repeats = 3 if quick else 5
     if args.budget_s is None:
@@ -546,9 +575,6 @@ def main():
         args.grid_orders = [3] if quick else [3, 5, 7]
     if args.max_grid_evals is None:
         args.max_grid_evals = 0 if quick else 416
-    args.memory_systems = (
-        ["water192"] if quick else ["ethanol", "water192", "water1536"]
-    )
 
     meta = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "

@@ -254,3 +254,19 @@ def test_zbl_repulsion_at_close_contact():
     close_contact_free = [energy_and_forces(energy_model([1, 6, 8], zbl=z), far)[0]
                           for z in (False, True)]  # fmt: skip
     assert close_contact_free[0] == pytest.approx(close_contact_free[1], abs=1e-12)
+
+
+def test_scripted_network_equals_eager_in_float64(ethanol):
+    """TorchScript keeps float64 constants (a cutoff width of 0.8 is not a float32
+    number): the scripted network computes what the eager one does."""
+    model = energy_model([1, 6, 8], cutoff=4.3, cutoff_width=0.7)
+    outputs = {"energy": ModelOutput(sample_kind="atom")}
+    scripted = torch.jit.script(model.network)
+    eager = model.network([system_from_atoms(model, ethanol)], outputs)
+    compiled = scripted([system_from_atoms(model, ethanol)], outputs)
+    torch.testing.assert_close(
+        compiled["energy"].block().values,
+        eager["energy"].block().values,
+        rtol=1e-14,
+        atol=1e-14,
+    )

@@ -116,8 +116,12 @@ def prune_weights(
     keep = angular_cutoff_q1(
         weights, threshold * w_max_of_frame, width * w_max_of_frame
     )
-    activation_t = torch.tensor(activation, dtype=weights.dtype, device=weights.device)
-    width_t = torch.tensor(activation_width, dtype=weights.dtype, device=weights.device)
+    activation_t = torch.full(
+        [], activation, dtype=weights.dtype, device=weights.device
+    )
+    width_t = torch.full(
+        [], activation_width, dtype=weights.dtype, device=weights.device
+    )
     enabled = cutoff_fc(w_max_of_frame, activation_t, width_t)
     return enabled * weights + (1.0 - enabled) * weights * keep
 
@@ -136,8 +140,8 @@ def auxiliary_weight(
     a sizeable weight, 0 as soon as one does.
     """
     w_max = smooth_max_weighted(weights, weights, pools, n_pools, beta_omega)
-    t_aux_t = torch.tensor(t_aux, dtype=weights.dtype, device=weights.device)
-    delta_t = torch.tensor(delta_aux, dtype=weights.dtype, device=weights.device)
+    t_aux_t = torch.full([], t_aux, dtype=weights.dtype, device=weights.device)
+    delta_t = torch.full([], delta_aux, dtype=weights.dtype, device=weights.device)
     return cutoff_fc(w_max, t_aux_t, delta_t)
 
 

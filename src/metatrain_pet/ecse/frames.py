@@ -202,11 +202,13 @@ class FrameBuilder(torch.nn.Module):
             pair_distances.reshape(-1), pair_index, n_pairs, self.beta
         )
 
-        r_out = torch.tensor(self.r_out, dtype=distances.dtype, device=distances.device)
-        delta_r = torch.tensor(
-            self.delta_r, dtype=distances.dtype, device=distances.device
+        r_out = torch.full(
+            [], self.r_out, dtype=distances.dtype, device=distances.device
         )
-        delta_omega = torch.tensor(self.delta_omega, dtype=z.dtype, device=z.device)
+        delta_r = torch.full(
+            [], self.delta_r, dtype=distances.dtype, device=distances.device
+        )
+        delta_omega = torch.full([], self.delta_omega, dtype=z.dtype, device=z.device)
         p = (
             cutoff_fc(distances[first], r_out, delta_r)
             * cutoff_fc(distances[second], r_out, delta_r)
@@ -247,8 +249,8 @@ class FrameBuilder(torch.nn.Module):
         pair_centers = centers[first]
         z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
         r_in = self.inner_cutoff(distances, z, pair_centers, first, second, n_centers)
-        delta_r = torch.tensor(
-            self.delta_r, dtype=distances.dtype, device=distances.device
+        delta_r = torch.full(
+            [], self.delta_r, dtype=distances.dtype, device=distances.device
         )
         radial = cutoff_fc(distances, r_in[centers], delta_r)
         pair_radial = radial[first] * radial[second]

@@ -1,11 +1,12 @@
 """One message-passing block of PET (Fig. 2b): the edge encoder of Eq. 5 and the
 transformer over every atomic environment."""
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-from .environments import Environments, pad_environments
+from .chunks import chunk_sequences, default_max_tokens, in_order, plan_chunks
+from .environments import Environments
 from .transformer import Transformer, TransformerOptions
 
 
@@ -30,6 +31,10 @@ class MessagePassingBlock(torch.nn.Module):
     :param num_input_features: size of the extra-input features (0: none)
     """
 
+    max_tokens: int
+    """Tokens per chunk of environments (:mod:`.chunks`); 0 for the device's
+    default. It changes the cost, not the result."""
+
     def __init__(
         self,
         num_species: int,
@@ -46,6 +51,7 @@ class MessagePassingBlock(torch.nn.Module):
         super().__init__()
         self.embeds_neighbor_species = embeds_neighbor_species
         self.has_inputs = num_input_features > 0
+        self.max_tokens = 0
         self.geometry_embedding = torch.nn.Sequential(
             torch.nn.Linear(num_geometric_features + num_input_features, d_pet),
             torch.nn.SiLU(),
@@ -104,15 +110,44 @@ class MessagePassingBlock(torch.nn.Module):
             the edges ``(n_edges, d_pet)``
         """
         edge_tokens = self.encode_edges(environments, messages)
-        token_weights = environments.token_weights
-        n_atoms, n_tokens = token_weights.shape
-        centers, slots = environments.centers, environments.slots
-        padded = pad_environments(edge_tokens, centers, slots, n_atoms, n_tokens - 1)
         central = self.center_embedding(environments.center_species)
         if self.has_inputs:
             central = central + self.input_embedding(environments.center_features)
         if carried is not None:
             central = central + carried
-        tokens = torch.cat([central.unsqueeze(1), padded], dim=1)
-        sequences = self.transformer(tokens, token_weights)
-        return sequences[:, 0], sequences[centers, slots + 1]
+        return self._transform(central, edge_tokens, environments)
+
+    def _transform(
+        self,
+        central: torch.Tensor,
+        edge_tokens: torch.Tensor,
+        environments: Environments,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The transformer over every environment, in chunks of similar length
+        (:mod:`.chunks`) when they hold more than ``max_tokens`` tokens: output
+        tokens of the central atoms and of the edges, in their input order."""
+        max_tokens = self.max_tokens
+        if max_tokens == 0:
+            max_tokens = default_max_tokens(edge_tokens.device)
+        weights = environments.token_weights
+        centers, slots = environments.centers, environments.slots
+        if weights.shape[0] * weights.shape[1] <= max_tokens:
+            tokens = chunk_sequences(central, edge_tokens, weights, centers, slots)
+            sequences = self.transformer(tokens, weights)
+            return sequences[:, 0], sequences[centers, slots + 1]
+        chunks = plan_chunks(centers, weights.shape[0], max_tokens)
+        central_parts: List[torch.Tensor] = []
+        edge_parts: List[torch.Tensor] = []
+        for c, atoms in enumerate(chunks.atoms):
+            edges, rows = chunks.edges[c], chunks.rows[c]
+            chunk_weights = weights[atoms, : chunks.lengths[c]]
+            tokens = chunk_sequences(
+                central[atoms], edge_tokens[edges], chunk_weights, rows, slots[edges]
+            )
+            sequences = self.transformer(tokens, chunk_weights)
+            central_parts.append(sequences[:, 0])
+            edge_parts.append(sequences[rows, slots[edges] + 1])
+        return (
+            in_order(torch.cat(central_parts), chunks.atom_order),
+            in_order(torch.cat(edge_parts), chunks.edge_order),
+        )

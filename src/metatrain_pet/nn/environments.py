@@ -97,8 +97,8 @@ def build_environments(
     distances = torch.linalg.vector_norm(vectors, dim=1)
     edge_cutoffs = cutoff_fc(
         distances,
-        torch.tensor(cutoff, dtype=distances.dtype, device=distances.device),
-        torch.tensor(cutoff_width, dtype=distances.dtype, device=distances.device),
+        torch.full([], cutoff, dtype=distances.dtype, device=distances.device),
+        torch.full([], cutoff_width, dtype=distances.dtype, device=distances.device),
     )
     central_weight = torch.ones(
         (n_atoms, 1), dtype=vectors.dtype, device=vectors.device

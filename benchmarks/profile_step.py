@@ -1,0 +1,77 @@
+"""Where the time of one energy + forces step goes, per atom, for both
+architectures (matched hypers, the default model unless sizes are given), from
+torch's profiler: the operators with the largest self CPU time, in ms per atom.
+
+    python benchmarks/profile_step.py --labels water192 water1536 \\
+        [--max-tokens 1000000000] [--model '{"d_pet": 32}'] [--top 12]
+
+``--max-tokens`` sets the tokens per chunk of environments of ours (a huge value:
+one padded tensor, as before chunking), to show the profile before and after.
+Printed as Markdown tables, one per system.
+"""
+
+import argparse
+import json
+import time
+
+import inference
+import torch
+from matched_hypers import OURS, PEER
+
+NAMES = {OURS: "ours", PEER: "metatrain pet"}
+
+
+def profile(model, system, top: int):
+    """(CPU seconds of one step, [(operator, self CPU seconds)] largest first)."""
+    inference.step(model, system)
+    start = time.process_time()
+    inference.step(model, system)
+    seconds = time.process_time() - start
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
+        inference.step(model, system)
+    rows = [(e.key, e.self_cpu_time_total * 1e-6) for e in p.key_averages()]
+    rows.sort(key=lambda row: -row[1])
+    return seconds, rows[:top]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", nargs="*", default=["water192", "water1536"])
+    parser.add_argument("--max-tokens", type=int, default=0)
+    parser.add_argument("--model", default="{}", help="model sizes, as JSON")
+    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = inference.build_models(
+        torch.float32, max_tokens=args.max_tokens, **json.loads(args.model)
+    )
+    for label in args.labels:
+        atoms = inference.structure(label)
+        n_atoms = len(atoms)
+        results = {}
+        for name, model in models.items():
+            results[name] = profile(model, inference.prepare(model, atoms), args.top)
+        print(f"\n{label} ({n_atoms} atoms), ms per atom, self CPU time\n")
+        print(
+            "| " + " | ".join(f"{NAMES[n]} operator | ms/atom" for n in models) + " |"
+        )
+        print("|---" * (2 * len(models)) + "|")
+        print(
+            "| "
+            + " | ".join(
+                f"**step (CPU time)** | **{results[n][0] * 1e3 / n_atoms:.2f}**"
+                for n in models
+            )
+            + " |"
+        )
+        for k in range(args.top):
+            cells = []
+            for name in models:
+                key, seconds = results[name][1][k]
+                cells.append(f"{key} | {seconds * 1e3 / n_atoms:.3f}")
+            print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

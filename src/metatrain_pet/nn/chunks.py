@@ -1,0 +1,98 @@
+"""Environments processed in chunks of similar length.
+
+The transformer of a block sees every environment as a sequence padded to a common
+length. Padding all of them to the longest wastes work where neighbour counts vary
+(a surface, a gas-liquid interface, a molecule beside a dense cluster), and one
+sequence tensor for a whole large box makes every temporary of the transformer
+proportional to the number of atoms: large temporaries are mapped and unmapped by
+the allocator at every step, and their first touch costs a page fault per page,
+so that the cost per atom grows with the size of the system.
+
+:func:`plan_chunks` sorts the atoms by neighbour count and cuts them into chunks of
+at most ``max_tokens`` tokens, each padded to its own longest environment;
+the block runs its transformer chunk by chunk and puts the output tokens back in
+the order of the atoms and edges (:func:`in_order`). Environments do not interact
+inside a transformer, so the result is the same as with one padded tensor.
+"""
+
+from typing import List, NamedTuple
+
+import torch
+
+from .environments import pad_environments
+
+
+class Chunks(NamedTuple):
+    """Atoms and edges of every chunk."""
+
+    atoms: List[torch.Tensor]
+    """per chunk, its atoms ``(n_c,)``"""
+    edges: List[torch.Tensor]
+    """per chunk, the edges ``(e_c,)`` whose centre is one of its atoms"""
+    rows: List[torch.Tensor]
+    """per chunk, the row of every edge's centre among the chunk's atoms"""
+    lengths: List[int]
+    """per chunk, tokens of its longest environment (central token included)"""
+    atom_order: torch.Tensor
+    """the atoms of all chunks, concatenated"""
+    edge_order: torch.Tensor
+    """the edges of all chunks, concatenated"""
+
+
+def default_max_tokens(device: torch.device) -> int:
+    """Tokens per chunk: on CPU small enough that the widest temporary of a
+    transformer layer (the feed-forward hidden layer of 512 features) stays below
+    glibc's largest mmap threshold (32 MiB) and is reused from the heap; on GPU
+    large, since every chunk costs kernel launches."""
+    if device.type == "cpu":
+        return 8192
+    return 1 << 20
+
+
+def plan_chunks(centers: torch.Tensor, n_atoms: int, max_tokens: int) -> Chunks:
+    """Chunks of atoms sorted by neighbour count, ``max_tokens`` tokens at most
+    (at least one atom) each once padded.
+
+    :param centers: ``(n_edges,)`` central atom of every edge, sorted
+    """
+    counts = torch.bincount(centers, minlength=n_atoms)
+    order = torch.sort(counts, stable=True)[1]
+    longest = int(counts.max().item()) + 1 if n_atoms > 0 else 1
+    per_chunk = max(1, max_tokens // longest)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n_atoms, device=centers.device)
+    chunk_of_edge = torch.div(position[centers], per_chunk, rounding_mode="floor")
+    n_chunks = (n_atoms + per_chunk - 1) // per_chunk
+    edge_order = torch.sort(chunk_of_edge, stable=True)[1]
+    edge_counts: List[int] = torch.bincount(chunk_of_edge, minlength=n_chunks).tolist()
+    ends = torch.arange(1, n_chunks + 1, device=centers.device) * per_chunk
+    last = torch.clamp(ends, max=n_atoms) - 1
+    longest_of_chunk: List[int] = (counts[order[last]] + 1).tolist()
+    atoms = list(order.split(per_chunk))
+    edges = list(edge_order.split(edge_counts))
+    rows = [position[centers[e]] - c * per_chunk for c, e in enumerate(edges)]
+    return Chunks(atoms, edges, rows, longest_of_chunk, order, edge_order)
+
+
+def chunk_sequences(
+    central: torch.Tensor,
+    edge_tokens: torch.Tensor,
+    token_weights: torch.Tensor,
+    centers: torch.Tensor,
+    slots: torch.Tensor,
+) -> torch.Tensor:
+    """Input sequences ``(n, n_tokens, d)`` of environments padded to
+    ``n_tokens = token_weights.shape[1]``: the central token, then one per edge.
+
+    :param centers: row of every edge's centre among the ``n`` environments
+    """
+    n_atoms, n_tokens = token_weights.shape
+    padded = pad_environments(edge_tokens, centers, slots, n_atoms, n_tokens - 1)
+    return torch.cat([central.unsqueeze(1), padded], dim=1)
+
+
+def in_order(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Rows ``values[k]`` belonging to item ``order[k]``, put back in item order."""
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.shape[0], device=order.device)
+    return values[inverse]
