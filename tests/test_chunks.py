@@ -38,7 +38,12 @@ def test_plan_covers_every_atom_and_edge_once_within_the_budget():
     assert len(chunks.atoms) > 3
     assert sorted(torch.cat(chunks.atoms).tolist()) == list(range(n_atoms))
     assert sorted(torch.cat(chunks.edges).tolist()) == list(range(centers.shape[0]))
-    sorted_counts = counts[chunks.atom_order]
+    order = torch.cat(chunks.atoms)
+    assert torch.equal(order[chunks.atom_rank], torch.arange(n_atoms))
+    assert torch.equal(
+        torch.cat(chunks.edges)[chunks.edge_rank], torch.arange(len(centers))
+    )
+    sorted_counts = counts[order]
     assert bool(torch.all(sorted_counts[1:] >= sorted_counts[:-1]))
     for atoms, edges, rows, length in zip(
         chunks.atoms, chunks.edges, chunks.rows, chunks.lengths

@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .chunks import chunk_sequences, default_max_tokens, in_order, plan_chunks
+from .chunks import chunk_sequences, default_max_tokens, plan_chunks
 from .environments import Environments
 from .transformer import Transformer, TransformerOptions
 
@@ -148,6 +148,6 @@ class MessagePassingBlock(torch.nn.Module):
             central_parts.append(sequences[:, 0])
             edge_parts.append(sequences[rows, slots[edges] + 1])
         return (
-            in_order(torch.cat(central_parts), chunks.atom_order),
-            in_order(torch.cat(edge_parts), chunks.edge_order),
+            torch.cat(central_parts)[chunks.atom_rank],
+            torch.cat(edge_parts)[chunks.edge_rank],
         )

@@ -11,7 +11,7 @@ so that the cost per atom grows with the size of the system.
 :func:`plan_chunks` sorts the atoms by neighbour count and cuts them into chunks of
 at most ``max_tokens`` tokens, each padded to its own longest environment;
 the block runs its transformer chunk by chunk and puts the output tokens back in
-the order of the atoms and edges (:func:`in_order`). Environments do not interact
+the order of the atoms and edges. Environments do not interact
 inside a transformer, so the result is the same as with one padded tensor.
 """
 
@@ -33,10 +33,10 @@ class Chunks(NamedTuple):
     """per chunk, the row of every edge's centre among the chunk's atoms"""
     lengths: List[int]
     """per chunk, tokens of its longest environment (central token included)"""
-    atom_order: torch.Tensor
-    """the atoms of all chunks, concatenated"""
-    edge_order: torch.Tensor
-    """the edges of all chunks, concatenated"""
+    atom_rank: torch.Tensor
+    """``(n_atoms,)`` row of every atom in the concatenation of the chunks"""
+    edge_rank: torch.Tensor
+    """``(n_edges,)`` row of every edge in the concatenation of the chunks"""
 
 
 def default_max_tokens(device: torch.device) -> int:
@@ -59,8 +59,7 @@ def plan_chunks(centers: torch.Tensor, n_atoms: int, max_tokens: int) -> Chunks:
     order = torch.sort(counts, stable=True)[1]
     longest = int(counts.max().item()) + 1 if n_atoms > 0 else 1
     per_chunk = max(1, max_tokens // longest)
-    position = torch.empty_like(order)
-    position[order] = torch.arange(n_atoms, device=centers.device)
+    position = _inverse(order)
     chunk_of_edge = torch.div(position[centers], per_chunk, rounding_mode="floor")
     n_chunks = (n_atoms + per_chunk - 1) // per_chunk
     edge_order = torch.sort(chunk_of_edge, stable=True)[1]
@@ -71,7 +70,7 @@ def plan_chunks(centers: torch.Tensor, n_atoms: int, max_tokens: int) -> Chunks:
     atoms = list(order.split(per_chunk))
     edges = list(edge_order.split(edge_counts))
     rows = [position[centers[e]] - c * per_chunk for c, e in enumerate(edges)]
-    return Chunks(atoms, edges, rows, longest_of_chunk, order, edge_order)
+    return Chunks(atoms, edges, rows, longest_of_chunk, position, _inverse(edge_order))
 
 
 def chunk_sequences(
@@ -91,8 +90,8 @@ def chunk_sequences(
     return torch.cat([central.unsqueeze(1), padded], dim=1)
 
 
-def in_order(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Rows ``values[k]`` belonging to item ``order[k]``, put back in item order."""
+def _inverse(order: torch.Tensor) -> torch.Tensor:
+    """The inverse permutation: where every item of ``order`` stands in it."""
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.shape[0], device=order.device)
-    return values[inverse]
+    return inverse
