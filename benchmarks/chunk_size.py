@@ -1,0 +1,54 @@
+"""CPU time per atom of one energy + forces step of ours for several chunk sizes
+(tokens per chunk of environments, ``nn/chunks.py``), alternating the sizes at
+every repeat; the default model unless sizes are given.
+
+    python benchmarks/chunk_size.py --label water1536 \\
+        --max-tokens 1000000000 32768 16384 8192 4096 2048 --repeats 3
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import inference
+import torch
+from matched_hypers import OURS
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", default="water1536")
+    parser.add_argument(
+        "--max-tokens", nargs="*", type=int, default=[10**9, 16384, 8192, 4096]
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="{}", help="model sizes, as JSON")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = inference.build_models(torch.float32, **json.loads(args.model))[OURS]
+    atoms = inference.structure(args.label)
+    system = inference.prepare(model, atoms)
+    blocks = [m for m in model.modules() if hasattr(m, "max_tokens")]
+
+    def timed(max_tokens: int) -> float:
+        for block in blocks:
+            block.max_tokens = max_tokens
+        start = time.process_time()
+        inference.step(model, system)
+        return time.process_time() - start
+
+    for max_tokens in args.max_tokens:
+        timed(max_tokens)  # warm-up
+    times = {max_tokens: [] for max_tokens in args.max_tokens}
+    for _ in range(args.repeats):
+        for max_tokens in args.max_tokens:
+            times[max_tokens].append(timed(max_tokens))
+    for max_tokens, values in times.items():
+        per_atom = statistics.median(values) * 1e3 / len(atoms)
+        print(f"{args.label} max_tokens={max_tokens}: {per_atom:.2f} ms/atom (CPU)")
+
+
+if __name__ == "__main__":
+    main()
