@@ -15,6 +15,8 @@ import inference
 import torch
 from matched_hypers import OURS
 
+from metatrain_pet.nn.block import set_max_tokens
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,11 +32,9 @@ def main():
     model = inference.build_models(torch.float32, **json.loads(args.model))[OURS]
     atoms = inference.structure(args.label)
     system = inference.prepare(model, atoms)
-    blocks = [m for m in model.modules() if hasattr(m, "max_tokens")]
 
     def timed(max_tokens: int) -> float:
-        for block in blocks:
-            block.max_tokens = max_tokens
+        set_max_tokens(model, max_tokens)
         start = time.process_time()
         inference.step(model, system)
         return time.process_time() - start

@@ -22,6 +22,8 @@ from metatrain.utils.data import DatasetInfo
 from metatrain.utils.data.target_info import get_energy_target_info
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
+from metatrain_pet.nn.block import set_max_tokens
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 ATOMIC_TYPES = [1, 6, 7, 8]
@@ -71,8 +73,7 @@ def build_models(
         torch.manual_seed(seed)
         model = import_architecture(name).__model__(hypers[name], info)
         if name == OURS:
-            for block in model.network.message_passing.blocks:
-                block.max_tokens = max_tokens
+            set_max_tokens(model, max_tokens)
         exported = model.to(dtype).export()
         exported.eval()
         if script:

@@ -7,15 +7,9 @@ import pytest
 import torch
 from metatomic.torch import ModelOutput
 
-from metatrain_pet.nn.block import MessagePassingBlock
+from metatrain_pet.nn.block import set_max_tokens
 from metatrain_pet.nn.chunks import plan_chunks
 from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
-
-
-def _set_max_tokens(model, max_tokens: int) -> None:
-    for module in model.modules():
-        if isinstance(module, MessagePassingBlock):
-            module.max_tokens = max_tokens
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +50,9 @@ def test_plan_covers_every_atom_and_edge_once_within_the_budget():
 @pytest.mark.parametrize("max_tokens", [30, 200, 1000])
 def test_chunked_energies_and_forces_equal_one_padded_tensor(slab, max_tokens):
     model = energy_model([1, 8])
-    _set_max_tokens(model, 10**9)
+    assert set_max_tokens(model, 10**9) == 2
     energy, forces = energy_and_forces(model, slab)
-    _set_max_tokens(model, max_tokens)
+    set_max_tokens(model, max_tokens)
     chunked_energy, chunked_forces = energy_and_forces(model, slab)
 
     assert chunked_energy == pytest.approx(energy, rel=1e-12)
@@ -72,7 +66,7 @@ def test_chunked_training_gradients_equal_one_padded_tensor(slab):
     network.train()
     gradients = []
     for max_tokens in (10**9, 100):
-        _set_max_tokens(model, max_tokens)
+        set_max_tokens(model, max_tokens)
         system = system_from_atoms(model, slab)
         positions = system.positions.requires_grad_(True)
         outputs = {"energy": ModelOutput(sample_kind="system")}
@@ -97,9 +91,7 @@ def test_chunks_in_the_scripted_model(slab):
     scripted = torch.jit.script(model.network)
     results = []
     for max_tokens in (10**9, 150):
-        for module in scripted.modules():
-            if module.original_name == "MessagePassingBlock":
-                module.max_tokens = max_tokens
+        assert set_max_tokens(scripted, max_tokens) == 2
         system = system_from_atoms(model, slab)
         results.append(_network_energy_and_forces(scripted, system))
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)

@@ -151,3 +151,16 @@ class MessagePassingBlock(torch.nn.Module):
             torch.cat(central_parts)[chunks.atom_rank],
             torch.cat(edge_parts)[chunks.edge_rank],
         )
+
+
+def set_max_tokens(model: torch.nn.Module, max_tokens: int) -> int:
+    """Set the tokens per chunk of environments (:mod:`.chunks`) of every block of
+    ``model``, eager or TorchScript-compiled (0: the device's default); returns the
+    number of blocks set."""
+    count = 0
+    for module in model.modules():
+        name = getattr(module, "original_name", type(module).__name__)
+        if name == "MessagePassingBlock":
+            module.max_tokens = max_tokens
+            count += 1
+    return count
