@@ -15,7 +15,7 @@ import inference
 import torch
 from matched_hypers import OURS
 
-from metatrain_pet.nn.block import set_max_tokens
+from metatrain_pet.runtime import set_max_tokens
 
 
 def main():

@@ -22,7 +22,7 @@ from metatrain.utils.data import DatasetInfo
 from metatrain.utils.data.target_info import get_energy_target_info
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
-from metatrain_pet.nn.block import set_max_tokens
+from metatrain_pet.runtime import set_lean_forces, set_max_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
@@ -56,6 +56,7 @@ def build_models(
     seed: int = 0,
     script: bool = False,
     max_tokens: int = 0,
+    lean_forces_above: Optional[int] = None,
     **sizes,
 ):
     """Exported (eval-mode) models of both architectures, matched hypers, energy
@@ -74,6 +75,8 @@ def build_models(
         model = import_architecture(name).__model__(hypers[name], info)
         if name == OURS:
             set_max_tokens(model, max_tokens)
+            if lean_forces_above is not None:
+                set_lean_forces(model, lean_forces_above)
         exported = model.to(dtype).export()
         exported.eval()
         if script:

@@ -75,12 +75,12 @@ def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
     atoms_by_name = inference.structures(sizes, args.slab_sizes if main else [])
     if not main:
         del atoms_by_name["ethanol"]
-    chunks = args.max_tokens
-    models = inference.build_models(torch.float32, max_tokens=chunks, **hypers)
+    runtime = {"max_tokens": args.max_tokens, "lean_forces_above": args.lean_above}
+    models = inference.build_models(torch.float32, **runtime, **hypers)
     scripted = {}
     if args.script and main:
         scripted = inference.build_models(
-            torch.float32, script=True, max_tokens=chunks, **hypers
+            torch.float32, script=True, **runtime, **hypers
         )
     per_atom = {OURS: {}, PEER: {}}
     for label, atoms in atoms_by_name.items():
@@ -117,7 +117,7 @@ def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
             if args.quick and label != "water192":
                 continue
             values = {
-                name: _memory_subprocess(name, label, device, hypers, chunks)
+                name: _memory_subprocess(name, label, device, hypers, runtime)
                 for name in (OURS, PEER)
             }
             report(f"memory/{label}", values[OURS], values[PEER], "MiB", "{:.1f}")
@@ -148,7 +148,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _memory_subprocess(name, label, device, hypers, max_tokens):
+def _memory_subprocess(name, label, device, hypers, runtime):
     """Peak memory of one step, in MiB, in a fresh process per model and system
     (model and system already built, after one warm-up step that pays one-time
     allocations): on CPU the peak resident set size during the step (VmHWM, reset
@@ -168,8 +168,10 @@ def _memory_subprocess(name, label, device, hypers, max_tokens):
         "--hypers-json",
         json.dumps(hypers),
         "--max-tokens",
-        str(max_tokens),
+        str(runtime["max_tokens"]),
     ]
+    if runtime["lean_forces_above"] is not None:
+        command += ["--lean-forces-above", str(runtime["lean_forces_above"])]
     # glibc keeps freed heap chunks resident (and raises its mmap threshold as it
     # goes), which hides reused memory from RSS; a fixed threshold puts every
     # allocation above 64 KiB in its own mapping, returned to the system when freed,
@@ -181,9 +183,9 @@ def _memory_subprocess(name, label, device, hypers, max_tokens):
     return float(output.strip().splitlines()[-1])
 
 
-def memory_worker(name, label, device, hypers, max_tokens):
+def memory_worker(name, label, device, hypers, runtime):
     atoms = inference.structure(label)
-    models = inference.build_models(torch.float32, max_tokens=max_tokens, **hypers)
+    models = inference.build_models(torch.float32, **runtime, **hypers)
     model = models[name].to(device)
     system = inference.prepare(model, atoms).to(device=device)
     print(inference.step_memory_mib(model, system, device))
@@ -484,6 +486,14 @@ def main():
         help="tokens per chunk of environments of ours (0: its default; "
         "1000000000: one padded tensor, as before chunking)",
     )
+    parser.add_argument(
+        "--lean-forces-above",
+        dest="lean_above",
+        type=int,
+        default=None,
+        help="tokens above which ours uses lean forces (metatrain_pet.runtime; "
+        "0: always, -1: never; default: the model's)",
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-script", dest="script", action="store_false")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
@@ -545,8 +555,9 @@ def main():
     logging.getLogger().setLevel(logging.WARNING)
     device = torch.device(args.device)
     if args.memory_worker:
+        runtime = {"max_tokens": args.max_tokens, "lean_forces_above": args.lean_above}
         memory_worker(
-            *args.memory_worker, device, json.loads(args.hypers_json), args.max_tokens
+            *args.memory_worker, device, json.loads(args.hypers_json), runtime
         )
         return
 

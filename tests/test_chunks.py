@@ -7,8 +7,8 @@ import pytest
 import torch
 from metatomic.torch import ModelOutput
 
-from metatrain_pet.nn.block import set_max_tokens
 from metatrain_pet.nn.chunks import plan_chunks
+from metatrain_pet.runtime import set_max_tokens
 from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
 
 

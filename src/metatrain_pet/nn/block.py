@@ -1,13 +1,27 @@
 """One message-passing block of PET (Fig. 2b): the edge encoder of Eq. 5 and the
 transformer over every atomic environment."""
 
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
 from .chunks import chunk_sequences, default_max_tokens, plan_chunks
 from .environments import Environments
 from .transformer import Transformer, TransformerOptions
+
+
+class BlockGradients(NamedTuple):
+    """Gradients of a scalar with respect to the inputs of a block
+    (:meth:`MessagePassingBlock.pullback`)."""
+
+    geometry: torch.Tensor
+    """``(n_edges, n_geometric)``: the geometric input of every edge"""
+    token_weights: torch.Tensor
+    """``(n_atoms, n_tokens)``: the token (cutoff) weights"""
+    messages: Optional[torch.Tensor]
+    """``(n_edges, d_pet)``: the input messages, if the block has some"""
+    carried: Optional[torch.Tensor]
+    """``(n_atoms, d_pet)``: the carried central tokens, if any"""
 
 
 class MessagePassingBlock(torch.nn.Module):
@@ -84,16 +98,43 @@ class MessagePassingBlock(torch.nn.Module):
         ``(n_edges, d)``; absent parts (no message in the first block, no ``E_n``
         with ``species_as_first_message``, no f_j without extra inputs) are left
         out of the concatenation."""
-        geometry = environments.geometry
-        neighbor_species = environments.neighbor_species
+        return self._edge_tokens(
+            environments.geometry,
+            environments.neighbor_species,
+            environments.neighbor_features,
+            messages,
+        )
+
+    def _edge_tokens(
+        self,
+        geometry: torch.Tensor,
+        neighbor_species: torch.Tensor,
+        neighbor_features: torch.Tensor,
+        messages: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """:meth:`encode_edges` of some edges, given their inputs."""
         if self.has_inputs:
-            geometry = torch.cat([geometry, environments.neighbor_features], dim=1)
+            geometry = torch.cat([geometry, neighbor_features], dim=1)
         inputs = [self.geometry_embedding(geometry)]
         if self.embeds_neighbor_species:
             inputs.insert(0, self.neighbor_embedding(neighbor_species))
         if messages is not None:
             inputs.insert(0, messages)
         return self.compress(torch.cat(inputs, dim=1))
+
+    def _central_tokens(
+        self,
+        species: torch.Tensor,
+        features: torch.Tensor,
+        carried: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """Input central tokens ``E_c(s_i)`` (+ ``W f_i``, + the carried token)."""
+        central = self.center_embedding(species)
+        if self.has_inputs:
+            central = central + self.input_embedding(features)
+        if carried is not None:
+            central = central + carried
+        return central
 
     def forward(
         self,
@@ -110,12 +151,15 @@ class MessagePassingBlock(torch.nn.Module):
             the edges ``(n_edges, d_pet)``
         """
         edge_tokens = self.encode_edges(environments, messages)
-        central = self.center_embedding(environments.center_species)
-        if self.has_inputs:
-            central = central + self.input_embedding(environments.center_features)
-        if carried is not None:
-            central = central + carried
+        central = self._central_tokens(
+            environments.center_species, environments.center_features, carried
+        )
         return self._transform(central, edge_tokens, environments)
+
+    def _max_tokens(self, device: torch.device) -> int:
+        if self.max_tokens == 0:
+            return default_max_tokens(device)
+        return self.max_tokens
 
     def _transform(
         self,
@@ -126,9 +170,7 @@ class MessagePassingBlock(torch.nn.Module):
         """The transformer over every environment, in chunks of similar length
         (:mod:`.chunks`) when they hold more than ``max_tokens`` tokens: output
         tokens of the central atoms and of the edges, in their input order."""
-        max_tokens = self.max_tokens
-        if max_tokens == 0:
-            max_tokens = default_max_tokens(edge_tokens.device)
+        max_tokens = self._max_tokens(edge_tokens.device)
         weights = environments.token_weights
         centers, slots = environments.centers, environments.slots
         if weights.shape[0] * weights.shape[1] <= max_tokens:
@@ -152,15 +194,78 @@ class MessagePassingBlock(torch.nn.Module):
             torch.cat(edge_parts)[chunks.edge_rank],
         )
 
+    def pullback(
+        self,
+        environments: Environments,
+        messages: Optional[torch.Tensor],
+        carried: Optional[torch.Tensor],
+        grad_central: torch.Tensor,
+        grad_edges: torch.Tensor,
+    ) -> BlockGradients:
+        """Vector-Jacobian product of :meth:`forward`: given the gradients of a
+        scalar with respect to the output tokens, its gradients with respect to
+        the geometric input, the token weights, the messages and the carried
+        central tokens. The block is evaluated again chunk by chunk, each chunk's
+        graph freed before the next, so that memory holds one chunk's graph."""
+        geometry = environments.geometry.detach()
+        weights = environments.token_weights.detach()
+        grad_geometry = torch.zeros_like(geometry)
+        grad_weights = torch.zeros_like(weights)
+        grad_messages = None if messages is None else torch.zeros_like(messages)
+        grad_carried = None if carried is None else torch.zeros_like(carried)
+        slots = environments.slots
+        chunks = plan_chunks(
+            environments.centers, weights.shape[0], self._max_tokens(weights.device)
+        )
+        for c, atoms in enumerate(chunks.atoms):
+            edges, rows, length = chunks.edges[c], chunks.rows[c], chunks.lengths[c]
+            inputs = [geometry[edges].requires_grad_(), weights[atoms, :length]]
+            inputs[1].requires_grad_()
+            chunk_messages: Optional[torch.Tensor] = None
+            if messages is not None:
+                chunk_messages = messages[edges].detach().requires_grad_()
+                inputs.append(chunk_messages)
+            chunk_carried: Optional[torch.Tensor] = None
+            if carried is not None:
+                chunk_carried = carried[atoms].detach().requires_grad_()
+                inputs.append(chunk_carried)
+            edge_tokens = self._edge_tokens(
+                inputs[0],
+                environments.neighbor_species[edges],
+                environments.neighbor_features[edges],
+                chunk_messages,
+            )
+            central = self._central_tokens(
+                environments.center_species[atoms],
+                environments.center_features[atoms],
+                chunk_carried,
+            )
+            tokens = chunk_sequences(
+                central, edge_tokens, inputs[1], rows, slots[edges]
+            )
+            sequences = self.transformer(tokens, inputs[1])
+            upstream: List[Optional[torch.Tensor]] = [
+                grad_central[atoms],
+                grad_edges[edges],
+            ]
+            grads = torch.autograd.grad(
+                [sequences[:, 0], sequences[rows, slots[edges] + 1]],
+                inputs,
+                upstream,
+                allow_unused=True,
+            )
+            grad_geometry[edges] = or_zeros(grads[0], inputs[0])
+            grad_weights[atoms, :length] = or_zeros(grads[1], inputs[1])
+            if grad_messages is not None and chunk_messages is not None:
+                grad_messages[edges] = or_zeros(grads[2], chunk_messages)
+            if grad_carried is not None and chunk_carried is not None:
+                grad_carried[atoms] = or_zeros(grads[-1], chunk_carried)
+        return BlockGradients(grad_geometry, grad_weights, grad_messages, grad_carried)
 
-def set_max_tokens(model: torch.nn.Module, max_tokens: int) -> int:
-    """Set the tokens per chunk of environments (:mod:`.chunks`) of every block of
-    ``model``, eager or TorchScript-compiled (0: the device's default); returns the
-    number of blocks set."""
-    count = 0
-    for module in model.modules():
-        name = getattr(module, "original_name", type(module).__name__)
-        if name == "MessagePassingBlock":
-            module.max_tokens = max_tokens
-            count += 1
-    return count
+
+def or_zeros(gradient: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """A gradient from ``torch.autograd.grad(..., allow_unused=True)``, zeros
+    where the input was not used."""
+    if gradient is None:
+        return torch.zeros_like(like)
+    return gradient

@@ -119,6 +119,23 @@ def build_environments(
     )
 
 
+def detached_environments(environments: Environments) -> Environments:
+    """The same environments, cut from the autograd graph of the positions."""
+    return Environments(
+        geometry=environments.geometry.detach(),
+        center_species=environments.center_species,
+        neighbor_species=environments.neighbor_species,
+        center_features=environments.center_features,
+        neighbor_features=environments.neighbor_features,
+        centers=environments.centers,
+        slots=environments.slots,
+        reverse=environments.reverse,
+        edge_cutoffs=environments.edge_cutoffs.detach(),
+        token_weights=environments.token_weights.detach(),
+        cartesian=environments.cartesian,
+    )
+
+
 def pad_environments(
     edge_values: torch.Tensor,
     centers: torch.Tensor,

@@ -6,7 +6,7 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .block import MessagePassingBlock
+from .block import BlockGradients, MessagePassingBlock
 from .environments import Environments
 from .layerwise import FrameRows, average_rows, rotated_environments
 from .receptive_field import AtomSubset, take_rows
@@ -118,6 +118,76 @@ class MessagePassing(torch.nn.Module):
                     environments, subsets, k, edges, messages, species_messages
                 )
         return Tokens(central_tokens, edge_tokens, frame_rows, row_central, row_edges)
+
+    def pullback(
+        self,
+        environments: Environments,
+        subsets: List[AtomSubset],
+        tokens: Tokens,
+        grad_central: List[torch.Tensor],
+        grad_edges: List[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Backpropagation through the blocks, last to first, one block (and one
+        chunk of it) at a time: from the gradients of a scalar with respect to
+        every block's output ``tokens`` (all atoms, no frames), its gradients with
+        respect to the geometric input and the token weights of ``environments``.
+        The messages are rebuilt from the tokens; the blocks are evaluated again
+        by :meth:`MessagePassingBlock.pullback`."""
+        with torch.no_grad():
+            species_messages = self._species_messages(environments)
+            messages: List[Optional[torch.Tensor]] = [None]
+            for k in range(len(self.blocks) - 1):
+                messages.append(
+                    self._next_messages(
+                        environments,
+                        subsets,
+                        k,
+                        tokens.edges[k],
+                        messages[k],
+                        species_messages,
+                    )
+                )
+        grad_geometry = torch.zeros_like(environments.geometry)
+        grad_weights = torch.zeros_like(environments.token_weights)
+        later: Optional[torch.Tensor] = None
+        for k in range(len(self.blocks) - 1, -1, -1):
+            carried: Optional[torch.Tensor] = None
+            if self.carry_central and k > 0:
+                carried = tokens.central[k - 1]
+            block_grads = self._block_pullback(
+                k, environments, messages[k], carried, grad_central[k], grad_edges[k]
+            )
+            grad_geometry += block_grads.geometry
+            grad_weights += block_grads.token_weights
+            grad_messages, grad_carried = block_grads.messages, block_grads.carried
+            if grad_carried is not None:
+                grad_central[k - 1] = grad_central[k - 1] + grad_carried
+            if grad_messages is not None:
+                if later is not None:
+                    grad_messages = grad_messages + later
+                grad_edges[k - 1] = grad_edges[k - 1].index_add(
+                    0, environments.reverse, grad_messages
+                )
+                later = grad_messages if messages[k - 1] is not None else None
+        return grad_geometry, grad_weights
+
+    def _block_pullback(
+        self,
+        k: int,
+        environments: Environments,
+        messages: Optional[torch.Tensor],
+        carried: Optional[torch.Tensor],
+        grad_central: torch.Tensor,
+        grad_edges: torch.Tensor,
+    ) -> BlockGradients:
+        """:meth:`MessagePassingBlock.pullback` of block k (TorchScript indexes a
+        ``ModuleList`` only while iterating over it)."""
+        for index, block in enumerate(self.blocks):
+            if index == k:
+                return block.pullback(
+                    environments, messages, carried, grad_central, grad_edges
+                )
+        raise IndexError(f"there is no block {k}")
 
     def _species_messages(self, environments: Environments) -> Optional[torch.Tensor]:
         """E_n(s_j) of every edge when it is the first block's message."""

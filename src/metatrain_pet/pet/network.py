@@ -14,7 +14,14 @@ from metatensor.torch import Labels, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from ..geometry.rotations import random_rotations
-from ..nn.environments import Environments, build_environments, geometric_input
+from ..geometry.segments import segment_sum
+from ..nn.block import or_zeros
+from ..nn.environments import (
+    Environments,
+    build_environments,
+    detached_environments,
+    geometric_input,
+)
 from ..nn.inputs import InputFeatures
 from ..nn.layerwise import FrameRows, average_over_rows
 from ..nn.message_passing import MessagePassing, Tokens
@@ -36,6 +43,11 @@ from .targets import (
     sum_over_atoms,
 )
 
+LEAN_FORCES_ABOVE = 1 << 19
+"""Tokens (atoms times the longest environment) above which a batch is evaluated
+with lean forces by default: about 10⁴ atoms of liquid water at 4.5 Å, where the
+graph of the blocks would hold ~16 GB."""
+
 
 class PETNetwork(torch.nn.Module):
     """The neural part of PET with metatomic inputs and outputs.
@@ -55,11 +67,16 @@ class PETNetwork(torch.nn.Module):
     """Combine the per-environment rotations with random inversions."""
     atomic_inputs: List[str]
     """Names of the per-atom inputs read from the systems (``atomic_inputs``)."""
+    lean_forces_above: int
+    """Evaluate energies for forces and stress with the memory of one chunk's
+    graph (:meth:`_lean_energies`) in batches of more than this many tokens (0:
+    always, -1: never); set by :func:`metatrain_pet.runtime.set_lean_forces`."""
 
     def __init__(self, hypers: Dict, atomic_types: List[int]):
         super().__init__()
         self.rotate_environments = False
         self.rotation_inversion = False
+        self.lean_forces_above = LEAN_FORCES_ABOVE
         self.atomic_types = sorted(atomic_types)
         self.cutoff = float(hypers["cutoff"])
         self.cutoff_width = float(hypers["cutoff_width"])
@@ -145,12 +162,17 @@ class PETNetwork(torch.nn.Module):
         # the long-range part needs the charges, hence the tokens, of all atoms
         receptive = None if self.long_range.enabled else selected_atoms
         subsets = self._subsets(batch, environments, receptive)
-        tokens = self.long_range(
-            systems, self.message_passing(environments, subsets, frames)
-        )
-        predictions, last_layer_features = self._read_out(
-            outputs, environments, subsets, tokens, rotations
-        )
+        lean = self._lean_target(outputs, environments, subsets, frames)
+        if lean is not None:
+            tokens, predictions = self._lean_energies(lean, environments, subsets)
+            last_layer_features: Dict[str, torch.Tensor] = {}
+        else:
+            tokens = self.long_range(
+                systems, self.message_passing(environments, subsets, frames)
+            )
+            predictions, last_layer_features = self._read_out(
+                outputs, environments, subsets, tokens, rotations
+            )
         per_atom = self._tensor_maps(
             outputs,
             batch,
@@ -163,6 +185,70 @@ class PETNetwork(torch.nn.Module):
         if selected_atoms is not None and receptive is None:
             per_atom = _selected_only(per_atom, selected_atoms)
         return _per_sample_kind(per_atom, outputs, len(systems))
+
+    def _lean_target(
+        self,
+        outputs: Dict[str, ModelOutput],
+        environments: Environments,
+        subsets: List[AtomSubset],
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ) -> Optional[str]:
+        """The target of a lean evaluation (:meth:`_lean_energies`), or None when
+        the evaluation is not one: more tokens than ``lean_forces_above``,
+        evaluation mode, positions or cell requiring gradients, one scalar
+        per-structure target requested (an energy), all atoms, no layer-wise ECSE
+        and no long-range part."""
+        tokens = environments.token_weights.numel()
+        if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
+            return None
+        if self.training or frames is not None or len(outputs) != 1:
+            return None
+        if self.long_range.enabled or subsets[-1].atoms is not None:
+            return None
+        if not environments.geometry.requires_grad:
+            return None
+        for name, layout in self.layouts.items():
+            if name in outputs and outputs[name].sample_kind == "system":
+                if layout.num_values() == 1:
+                    return name
+        return None
+
+    def _lean_energies(
+        self, name: str, environments: Environments, subsets: List[AtomSubset]
+    ) -> Tuple[Tokens, Dict[str, torch.Tensor]]:
+        """Per-atom predictions of ``name`` whose sum per structure has the exact
+        gradient with respect to positions and cell, without keeping the graph of
+        the blocks.
+
+        The blocks run without autograd; the gradients g of the total with
+        respect to every block's output tokens come from the heads, and
+        :meth:`MessagePassing.pullback` carries them back, block by block and
+        chunk by chunk, to the gradients G of the total with respect to the
+        geometric input and cutoff weights x(r) of every edge. The prediction
+        returned is E + G·x(r) − [G·x(r)]: equal to E, with gradient G ∂x/∂r.
+        Only first derivatives are right (no Hessians through it)."""
+        detached = detached_environments(environments)
+        with torch.no_grad():
+            tokens = self.message_passing(detached, subsets, None)
+        central = [t.requires_grad_() for t in tokens.central]
+        edges = [t.requires_grad_() for t in tokens.edges]
+        cutoffs = environments.edge_cutoffs.detach().requires_grad_()
+        view = subset_view(subsets, cutoffs)
+        energies = self.heads(central, edges, view, [name], [])[0][name]
+        leaves = central + edges + [cutoffs]
+        grads = torch.autograd.grad([energies.sum()], leaves, allow_unused=True)
+        grad_leaves = [or_zeros(g, leaf) for g, leaf in zip(grads, leaves)]
+        n = len(central)
+        grad_geometry, grad_weights = self.message_passing.pullback(
+            detached, subsets, tokens, grad_leaves[:n], grad_leaves[n : 2 * n]
+        )
+        centers, slots = environments.centers, environments.slots
+        grad_cutoffs = grad_leaves[-1] + grad_weights[centers, slots + 1]
+        linear = (environments.geometry * grad_geometry).sum(dim=1)
+        linear = linear + environments.edge_cutoffs * grad_cutoffs
+        per_atom = segment_sum(linear, centers, energies.shape[0])
+        lean = energies.detach() + (per_atom - per_atom.detach()).unsqueeze(1)
+        return tokens, {name: lean}
 
     def _read_out(
         self,

@@ -1,0 +1,37 @@
+"""Run-time settings of a built, exported or TorchScript-compiled PET: they change
+the cost of an evaluation, not its result, and are not saved in checkpoints."""
+
+import torch
+
+
+def set_max_tokens(model: torch.nn.Module, max_tokens: int) -> int:
+    """Set the tokens per chunk of environments (:mod:`metatrain_pet.nn.chunks`) of
+    every block of ``model`` (0: the device's default); returns the number of
+    blocks set."""
+    return _set_on_modules(model, "MessagePassingBlock", "max_tokens", max_tokens)
+
+
+def set_lean_forces(model: torch.nn.Module, above_tokens: int) -> int:
+    """Use lean forces in every PET network of ``model`` for batches of more than
+    ``above_tokens`` tokens (0: always, -1: never; by default above
+    ``LEAN_FORCES_ABOVE`` of :mod:`metatrain_pet.pet.network`); returns the number
+    of networks set.
+
+    With lean forces, an energy evaluated for its forces or stress keeps no graph
+    of the message-passing blocks: they are evaluated again, chunk by chunk, to
+    propagate the gradients (``PETNetwork._lean_energies``). Memory falls from the
+    graph of every block to that of one chunk, for about one more forward pass.
+    First derivatives (forces, stress) are exact; second derivatives (Hessians by
+    double backward) are not available through it. Training never uses it."""
+    return _set_on_modules(model, "PETNetwork", "lean_forces_above", above_tokens)
+
+
+def _set_on_modules(model: torch.nn.Module, class_name: str, name: str, value) -> int:
+    """Set attribute ``name`` of every submodule of class ``class_name`` (eager or
+    TorchScript); returns how many there were."""
+    count = 0
+    for module in model.modules():
+        if getattr(module, "original_name", type(module).__name__) == class_name:
+            setattr(module, name, value)
+            count += 1
+    return count

@@ -1,0 +1,157 @@
+"""Lean forces (``set_lean_forces``, ``PETNetwork._lean_energies``): energies for
+forces and stress evaluated without the graph of the blocks, the gradients carried
+back block by block and chunk by chunk. The energies and their gradients with
+respect to positions and cell are those of the full graph."""
+
+import ase.io
+import pytest
+import torch
+from metatomic.torch import ModelOutput
+
+from metatrain_pet.runtime import set_lean_forces, set_max_tokens
+from pet_helpers import DATA, energy_model, system_from_atoms
+
+ENERGY = {"energy": ModelOutput(sample_kind="system")}
+
+VARIANTS = {
+    "defaults": {},
+    "paper": {
+        "transformer_type": "PostLN",
+        "species_as_first_message": False,
+        "radial_basis": 0,
+    },
+    "last block, averaged bonds, carried centre": {
+        "readout": "last_block",
+        "bond_aggregation": "average",
+        "carry_central_token": True,
+        "num_gnn_layers": 3,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def slab():
+    """A water box with vacuum above and below (environments of many lengths)."""
+    atoms = ase.io.read(DATA / "water64_2.xyz", "0")
+    atoms.cell[2] *= 2.0
+    return atoms
+
+
+def _energy_and_gradients(network, systems):
+    """Total energy and its gradients with respect to every system's positions
+    and cell."""
+    inputs = []
+    for system in systems:
+        inputs += [system.positions.requires_grad_(True), system.cell]
+        system.cell.requires_grad_(True)
+    energy = network(systems, ENERGY)["energy"].block().values
+    gradients = torch.autograd.grad(energy.sum(), inputs)
+    return energy.detach(), gradients
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS), ids=list(VARIANTS))
+def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant):
+    model = energy_model([1, 8], **VARIANTS[variant])
+    set_max_tokens(model, 300)
+    results = []
+    for lean in (False, True):
+        assert set_lean_forces(model, 0 if lean else -1) == 1
+        results.append(
+            _energy_and_gradients(model.network, [system_from_atoms(model, slab)])
+        )
+    (energy, gradients), (lean_energy, lean_gradients) = results
+    torch.testing.assert_close(lean_energy, energy, rtol=1e-13, atol=0.0)
+    assert float(gradients[0].abs().max()) > 1e-3
+    for lean_gradient, gradient in zip(lean_gradients, gradients):
+        torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
+
+
+def test_lean_gradient_of_one_structure_of_a_batch(slab):
+    """The gradient of one structure's energy leaves the others' atoms alone:
+    the linear term that carries the gradients is split by structure."""
+    model = energy_model([1, 8])
+    set_lean_forces(model, 0)
+    systems = [system_from_atoms(model, slab), system_from_atoms(model, slab[:30])]
+    for system in systems:
+        system.positions.requires_grad_(True)
+    energies = model.network(systems, ENERGY)["energy"].block().values
+    first, second = torch.autograd.grad(energies[1, 0], [s.positions for s in systems])
+    set_lean_forces(model, -1)
+    alone = system_from_atoms(model, slab[:30])
+    _, (expected, _) = _energy_and_gradients(model.network, [alone])
+    assert float(first.abs().max()) == 0.0
+    torch.testing.assert_close(second, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_lean_forces_in_the_scripted_network(slab):
+    model = energy_model([1, 8])
+    scripted = torch.jit.script(model.network)
+    set_max_tokens(scripted, 300)
+    results = []
+    for lean in (False, True):
+        assert set_lean_forces(scripted, 0 if lean else -1) == 1
+        system = system_from_atoms(model, slab)
+        results.append(_energy_and_gradients(scripted, [system]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-13, atol=0.0)
+    for lean_gradient, gradient in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
+
+
+def test_training_and_other_outputs_keep_the_full_graph(slab):
+    """Lean forces never change training (double backward) nor per-atom
+    outputs, whose gradients the linear term could not carry."""
+    model = energy_model([1, 8])
+    set_lean_forces(model, 0)
+    per_atom = {"energy": ModelOutput(sample_kind="atom")}
+    system = system_from_atoms(model, slab)
+    positions = system.positions.requires_grad_(True)
+    energies = model.network([system], per_atom)["energy"].block().values
+    (gradient,) = torch.autograd.grad(energies[0, 0], positions)
+    set_lean_forces(model, -1)
+    reference = model.network([system], per_atom)["energy"].block().values
+    (expected,) = torch.autograd.grad(reference[0, 0], positions)
+    torch.testing.assert_close(gradient, expected, rtol=1e-12, atol=1e-14)
+
+    set_lean_forces(model, 0)
+    model.network.train()
+    energy = model.network([system], ENERGY)["energy"].block().values.sum()
+    (force,) = torch.autograd.grad(energy, positions, create_graph=True)
+    assert force.requires_grad
+
+
+def _hessian_times(network, system, direction):
+    """H v by double backward: the derivative of the forces along ``direction``."""
+    positions = system.positions.requires_grad_(True)
+    energy = network([system], ENERGY)["energy"].block().values.sum()
+    (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
+    (product,) = torch.autograd.grad((gradient * direction).sum(), positions)
+    return product
+
+
+def test_below_the_threshold_the_full_graph_gives_hessians(slab):
+    """Up to ``lean_forces_above`` tokens the graph is kept, and the Hessian by
+    double backward equals finite differences of the gradient; above it (lean),
+    the double backward misses the blocks' curvature, as documented."""
+    model = energy_model([1, 8])
+    atoms = slab[:24]
+    system = system_from_atoms(model, atoms)
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(
+        system.positions.shape, dtype=torch.float64, generator=generator
+    )
+    step = 1e-5
+    gradients = []
+    for sign in (1.0, -1.0):
+        shifted = atoms.copy()
+        shifted.positions += sign * step * direction.numpy()
+        moved = system_from_atoms(model, shifted)
+        gradients.append(_energy_and_gradients(model.network, [moved])[1][0])
+    finite_difference = (gradients[0] - gradients[1]) / (2 * step)
+
+    tokens = 24 * (1 + 64)
+    set_lean_forces(model, tokens)
+    product = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
+    torch.testing.assert_close(product, finite_difference, rtol=0.0, atol=1e-6)
+    set_lean_forces(model, 0)
+    lean = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
+    assert float((lean - finite_difference).abs().max()) > 1e-2
