@@ -4,6 +4,8 @@ every repeat; the default model unless sizes are given.
 
     python benchmarks/chunk_size.py --label water1536 \\
         --max-tokens 1000000000 32768 16384 8192 4096 2048 --repeats 3
+
+``--lean-forces-above 0`` times lean forces (``metatrain_pet.runtime``) instead.
 """
 
 import argparse
@@ -15,7 +17,7 @@ import inference
 import torch
 from matched_hypers import OURS
 
-from metatrain_pet.runtime import set_max_tokens
+from metatrain_pet.runtime import set_lean_forces, set_max_tokens
 
 
 def main():
@@ -27,9 +29,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="{}", help="model sizes, as JSON")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--lean-forces-above", type=int, default=None, help="default: the model's"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = inference.build_models(torch.float32, **json.loads(args.model))[OURS]
+    if args.lean_forces_above is not None:
+        set_lean_forces(model, args.lean_forces_above)
     atoms = inference.structure(args.label)
     system = inference.prepare(model, atoms)
 
