@@ -213,54 +213,73 @@ class MessagePassingBlock(torch.nn.Module):
         grad_weights = torch.zeros_like(weights)
         grad_messages = None if messages is None else torch.zeros_like(messages)
         grad_carried = None if carried is None else torch.zeros_like(carried)
-        slots = environments.slots
         chunks = plan_chunks(
             environments.centers, weights.shape[0], self._max_tokens(weights.device)
         )
         for c, atoms in enumerate(chunks.atoms):
-            edges, rows, length = chunks.edges[c], chunks.rows[c], chunks.lengths[c]
-            inputs = [geometry[edges].requires_grad_(), weights[atoms, :length]]
-            inputs[1].requires_grad_()
-            chunk_messages: Optional[torch.Tensor] = None
-            if messages is not None:
-                chunk_messages = messages[edges].detach().requires_grad_()
-                inputs.append(chunk_messages)
-            chunk_carried: Optional[torch.Tensor] = None
-            if carried is not None:
-                chunk_carried = carried[atoms].detach().requires_grad_()
-                inputs.append(chunk_carried)
-            edge_tokens = self._edge_tokens(
-                inputs[0],
-                environments.neighbor_species[edges],
-                environments.neighbor_features[edges],
-                chunk_messages,
+            edges, length = chunks.edges[c], chunks.lengths[c]
+            grads = self._chunk_pullback(
+                environments,
+                [geometry[edges], weights[atoms, :length]],
+                None if messages is None else messages[edges].detach(),
+                None if carried is None else carried[atoms].detach(),
+                [atoms, edges, chunks.rows[c]],
+                [grad_central[atoms], grad_edges[edges]],
             )
-            central = self._central_tokens(
-                environments.center_species[atoms],
-                environments.center_features[atoms],
-                chunk_carried,
-            )
-            tokens = chunk_sequences(
-                central, edge_tokens, inputs[1], rows, slots[edges]
-            )
-            sequences = self.transformer(tokens, inputs[1])
-            upstream: List[Optional[torch.Tensor]] = [
-                grad_central[atoms],
-                grad_edges[edges],
-            ]
-            grads = torch.autograd.grad(
-                [sequences[:, 0], sequences[rows, slots[edges] + 1]],
-                inputs,
-                upstream,
-                allow_unused=True,
-            )
-            grad_geometry[edges] = or_zeros(grads[0], inputs[0])
-            grad_weights[atoms, :length] = or_zeros(grads[1], inputs[1])
-            if grad_messages is not None and chunk_messages is not None:
-                grad_messages[edges] = or_zeros(grads[2], chunk_messages)
-            if grad_carried is not None and chunk_carried is not None:
-                grad_carried[atoms] = or_zeros(grads[-1], chunk_carried)
+            grad_geometry[edges] = grads[0]
+            grad_weights[atoms, :length] = grads[1]
+            if grad_messages is not None:
+                grad_messages[edges] = grads[2]
+            if grad_carried is not None:
+                grad_carried[atoms] = grads[-1]
         return BlockGradients(grad_geometry, grad_weights, grad_messages, grad_carried)
+
+    def _chunk_pullback(
+        self,
+        environments: Environments,
+        inputs: List[torch.Tensor],
+        messages: Optional[torch.Tensor],
+        carried: Optional[torch.Tensor],
+        chunk: List[torch.Tensor],
+        upstream: List[torch.Tensor],
+    ) -> List[torch.Tensor]:
+        """Gradients with respect to one chunk's geometric input and token weights
+        (``inputs``), then its messages and carried tokens when given, from that
+        chunk's graph alone.
+
+        :param chunk: its atoms, its edges, and the row of every edge's centre
+        :param upstream: gradients with respect to its output central and edge
+            tokens
+        """
+        atoms, edges, rows = chunk[0], chunk[1], chunk[2]
+        if messages is not None:
+            inputs.append(messages)
+        if carried is not None:
+            inputs.append(carried)
+        for tensor in inputs:
+            tensor.requires_grad_()
+        slots = environments.slots[edges]
+        edge_tokens = self._edge_tokens(
+            inputs[0],
+            environments.neighbor_species[edges],
+            environments.neighbor_features[edges],
+            messages,
+        )
+        central = self._central_tokens(
+            environments.center_species[atoms],
+            environments.center_features[atoms],
+            carried,
+        )
+        tokens = chunk_sequences(central, edge_tokens, inputs[1], rows, slots)
+        sequences = self.transformer(tokens, inputs[1])
+        grad_outputs: List[Optional[torch.Tensor]] = [upstream[0], upstream[1]]
+        grads = torch.autograd.grad(
+            [sequences[:, 0], sequences[rows, slots + 1]],
+            inputs,
+            grad_outputs,
+            allow_unused=True,
+        )
+        return [or_zeros(grad, tensor) for grad, tensor in zip(grads, inputs)]
 
 
 def or_zeros(gradient: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
