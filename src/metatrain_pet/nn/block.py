@@ -174,25 +174,43 @@ class MessagePassingBlock(torch.nn.Module):
         weights = environments.token_weights
         centers, slots = environments.centers, environments.slots
         if weights.shape[0] * weights.shape[1] <= max_tokens:
-            tokens = chunk_sequences(central, edge_tokens, weights, centers, slots)
-            sequences = self.transformer(tokens, weights)
-            return sequences[:, 0], sequences[centers, slots + 1]
+            return self._transform_chunk(central, edge_tokens, weights, centers, slots)
         chunks = plan_chunks(centers, weights.shape[0], max_tokens)
         central_parts: List[torch.Tensor] = []
         edge_parts: List[torch.Tensor] = []
         for c, atoms in enumerate(chunks.atoms):
-            edges, rows = chunks.edges[c], chunks.rows[c]
-            chunk_weights = weights[atoms, : chunks.lengths[c]]
-            tokens = chunk_sequences(
-                central[atoms], edge_tokens[edges], chunk_weights, rows, slots[edges]
+            edges = chunks.edges[c]
+            chunk_central, chunk_edges = self._transform_chunk(
+                central[atoms],
+                edge_tokens[edges],
+                weights[atoms, : chunks.lengths[c]],
+                chunks.rows[c],
+                slots[edges],
             )
-            sequences = self.transformer(tokens, chunk_weights)
-            central_parts.append(sequences[:, 0])
-            edge_parts.append(sequences[rows, slots[edges] + 1])
+            central_parts.append(chunk_central)
+            edge_parts.append(chunk_edges)
         return (
             torch.cat(central_parts)[chunks.atom_rank],
             torch.cat(edge_parts)[chunks.edge_rank],
         )
+
+    def _transform_chunk(
+        self,
+        central: torch.Tensor,
+        edge_tokens: torch.Tensor,
+        weights: torch.Tensor,
+        rows: torch.Tensor,
+        slots: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The transformer over some environments padded to ``weights.shape[1]``
+        tokens: output central tokens and edge tokens, in their input order.
+
+        :param rows: row of every edge's centre among these environments
+        :param slots: position of every edge among its centre's neighbours
+        """
+        tokens = chunk_sequences(central, edge_tokens, weights, rows, slots)
+        sequences = self.transformer(tokens, weights)
+        return sequences[:, 0], sequences[rows, slots + 1]
 
     def pullback(
         self,
@@ -270,11 +288,10 @@ class MessagePassingBlock(torch.nn.Module):
             environments.center_features[atoms],
             carried,
         )
-        tokens = chunk_sequences(central, edge_tokens, inputs[1], rows, slots)
-        sequences = self.transformer(tokens, inputs[1])
+        outputs = self._transform_chunk(central, edge_tokens, inputs[1], rows, slots)
         grad_outputs: List[Optional[torch.Tensor]] = [upstream[0], upstream[1]]
         grads = torch.autograd.grad(
-            [sequences[:, 0], sequences[rows, slots + 1]],
+            [outputs[0], outputs[1]],
             inputs,
             grad_outputs,
             allow_unused=True,
