@@ -34,13 +34,16 @@ from matched_hypers import OURS  # noqa: E402
 
 from metatrain_pet.ecse.hypers import PRESETS  # noqa: E402
 from metatrain_pet.pet.model import PET  # noqa: E402
+from metatrain_pet.runtime import set_lean_forces  # noqa: E402
 
 SMALL = {"d_pet": 32, "d_readout": 32, "d_feedforward": 64}
 FRAMES = "mtt::aux::ecse_num_frames"
 
 
-def models(sizes: dict, preset: str, dtype=torch.float32):
-    """The raw PET (exported) and the same weights with layer-wise ECSE."""
+def models(sizes: dict, preset: str, lean_above=None, dtype=torch.float32):
+    """The raw PET (exported) and the same weights with layer-wise ECSE, which
+    uses lean forces above ``lean_above`` tokens when given (else the
+    default)."""
     raw = inference.build_models(dtype, **sizes)[OURS]
     network = raw.module
     hypers = dict(network.hypers)
@@ -54,7 +57,10 @@ def models(sizes: dict, preset: str, dtype=torch.float32):
     layerwise = PET(hypers, network.dataset_info)
     layerwise.load_state_dict(network.state_dict(), strict=False)
     layerwise.additive_models[0].sync_tensor_maps()
-    return {"layerwise": layerwise.to(dtype).export(), "raw": raw}
+    exported = layerwise.to(dtype).export()
+    if lean_above is not None:
+        set_lean_forces(exported, lean_above)
+    return {"layerwise": exported, "raw": raw}
 
 
 def frames_per_atom(model, system) -> float:
@@ -68,15 +74,17 @@ def frames_per_atom(model, system) -> float:
     return float(counts.block().values.sum()) / len(system)
 
 
-def memory_mib(label: str, variant: str, preset: str, sizes: dict) -> float:
+def memory_mib(label: str, variant: str, preset: str, args) -> float:
     """Peak memory of one step, in a fresh process (see ``run.py``)."""
     command = [sys.executable, __file__, "--worker", label, variant, preset]
     command += [
         "--sizes-json",
-        json.dumps(sizes),
+        json.dumps(args.model_sizes),
         "--threads",
         str(torch.get_num_threads()),
     ]
+    if args.lean_forces_above is not None:
+        command += ["--lean-forces-above", str(args.lean_forces_above)]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     output = subprocess.run(
         command, capture_output=True, text=True, check=True, env=env
@@ -84,8 +92,8 @@ def memory_mib(label: str, variant: str, preset: str, sizes: dict) -> float:
     return float(output.stdout.strip().splitlines()[-1])
 
 
-def worker(label: str, variant: str, preset: str, sizes: dict) -> None:
-    model = models(sizes, preset)[variant]
+def worker(label: str, variant: str, preset: str, args) -> None:
+    model = models(args.model_sizes, preset, args.lean_forces_above)[variant]
     atoms = _structures([label])[label]
     system = inference.prepare(model, atoms)
     print(inference.step_memory_mib(model, system, torch.device("cpu")))
@@ -107,7 +115,7 @@ def benchmark(args) -> dict:
     atoms_of = _structures(labels)
     results = {}
     for preset in args.presets:
-        pair = models(args.model_sizes, preset)
+        pair = models(args.model_sizes, preset, args.lean_forces_above)
         smallest = None
         for label in labels:
             atoms = atoms_of[label]
@@ -122,9 +130,7 @@ def benchmark(args) -> dict:
             memory = {}
             if not args.no_memory:
                 for variant in pair:
-                    memory[variant] = memory_mib(
-                        label, variant, preset, args.model_sizes
-                    )
+                    memory[variant] = memory_mib(label, variant, preset, args)
                 report(f"{name}/memory", memory["layerwise"], memory["raw"], "MiB")
             per_atom = times["layerwise"] * 1e3 / len(atoms)
             if label.startswith("water"):
@@ -146,13 +152,20 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes-json", default=json.dumps(SMALL), help="model sizes")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--lean-forces-above",
+        type=int,
+        default=None,
+        help="tokens above which the layer-wise model uses lean forces "
+        "(metatrain_pet.runtime; 0: always; default: the model's)",
+    )
     parser.add_argument("--out", default=None, help="JSON file for the results")
     parser.add_argument("--worker", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.model_sizes = json.loads(args.sizes_json)
     if args.worker is not None:
-        worker(*args.worker, args.model_sizes)
+        worker(*args.worker, args)
         return
     results = benchmark(args)
     if args.out is not None:

@@ -155,3 +155,41 @@ def test_below_the_threshold_the_full_graph_gives_hessians(slab):
     set_lean_forces(model, 0)
     lean = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
     assert float((lean - finite_difference).abs().max()) > 1e-2
+
+
+LAYERWISE = {
+    "enable": True,
+    "mode": "layerwise",
+    "fallback": "adaptive",
+    "beta": 10.0,
+    "beta_w": 10.0,
+    "prune_threshold": 0.5,
+    "prune_width": 0.2,
+}
+
+
+@pytest.mark.parametrize(
+    "variant, scripted",
+    [("defaults", True), ("last block, averaged bonds, carried centre", False)],
+)
+def test_lean_forces_through_layerwise_ecse(slab, variant, scripted):
+    """With layer-wise ECSE the gradients also flow through the frames: the
+    rotated geometry and the weight of every (atom, frame) row."""
+    eager = energy_model([1, 8], ecse=LAYERWISE, **VARIANTS[variant])
+    model = torch.jit.script(eager) if scripted else eager
+    set_max_tokens(model, 300)
+    atoms = slab[:48]
+    results = []
+    for lean in (False, True):
+        assert set_lean_forces(model, 0 if lean else -1) == 1
+        system = system_from_atoms(eager, atoms)
+        positions = system.positions.requires_grad_(True)
+        system.cell.requires_grad_(True)
+        energy = model([system], ENERGY)["energy"].block().values
+        gradients = torch.autograd.grad(energy.sum(), [positions, system.cell])
+        results.append((energy.detach(), gradients))
+    (energy, gradients), (lean_energy, lean_gradients) = results
+    torch.testing.assert_close(lean_energy, energy, rtol=1e-13, atol=0.0)
+    assert float(gradients[0].abs().max()) > 1e-3
+    for lean_gradient, gradient in zip(lean_gradients, gradients):
+        torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)

@@ -51,13 +51,8 @@ def rotated_environments(environments: Environments, rows: FrameRows) -> Environ
     """Every row as an environment of its own: the atom's tokens, with the
     Cartesian part (first three columns) of the geometric input rotated into the
     row's frame."""
-    geometry = environments.geometry[rows.edges]
-    if environments.cartesian:
-        rotations = rows.rotations[rows.edge_rows]
-        vectors = torch.einsum("eab,eb->ea", rotations, geometry[:, :3])
-        geometry = torch.cat([vectors, geometry[:, 3:]], dim=1)
     return Environments(
-        geometry=geometry,
+        geometry=rotated_geometry(environments.geometry, rows, environments.cartesian),
         center_species=environments.center_species[rows.atoms],
         neighbor_species=environments.neighbor_species[rows.edges],
         center_features=environments.center_features[rows.atoms],
@@ -69,6 +64,20 @@ def rotated_environments(environments: Environments, rows: FrameRows) -> Environ
         token_weights=environments.token_weights[rows.atoms],
         cartesian=environments.cartesian,
     )
+
+
+def rotated_geometry(
+    geometry: torch.Tensor, rows: FrameRows, cartesian: bool
+) -> torch.Tensor:
+    """The geometric input of every edge of every row ``(n_row_edges, n_geometric)``:
+    the edge's, with its Cartesian part (first three columns, when ``cartesian``)
+    rotated into the row's frame."""
+    geometry = geometry[rows.edges]
+    if not cartesian:
+        return geometry
+    rotations = rows.rotations[rows.edge_rows]
+    vectors = torch.einsum("eab,eb->ea", rotations, geometry[:, :3])
+    return torch.cat([vectors, geometry[:, 3:]], dim=1)
 
 
 def average_over_rows(

@@ -6,11 +6,25 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
+from ..geometry.segments import segment_sum
 from .block import BlockGradients, MessagePassingBlock
 from .environments import Environments
 from .layerwise import FrameRows, average_rows, rotated_environments
 from .receptive_field import AtomSubset, take_rows
 from .transformer import TransformerOptions
+
+
+class InputGradients(NamedTuple):
+    """Gradients of a scalar with respect to the inputs of the blocks
+    (:meth:`MessagePassing.pullback`)."""
+
+    geometry: torch.Tensor
+    """``(n_edges, n_geometric)``; with layer-wise ECSE ``(n_row_edges,
+    n_geometric)``, of every edge of every (atom, frame) row"""
+    token_weights: torch.Tensor
+    """``(n_atoms, n_tokens)``: the token (cutoff) weights"""
+    frame_weights: torch.Tensor
+    """``(n_rows,)``: the weight of every row with layer-wise ECSE, else empty"""
 
 
 class Tokens(NamedTuple):
@@ -124,15 +138,18 @@ class MessagePassing(torch.nn.Module):
         environments: Environments,
         subsets: List[AtomSubset],
         tokens: Tokens,
-        grad_central: List[torch.Tensor],
-        grad_edges: List[torch.Tensor],
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        upstream: List[List[torch.Tensor]],
+    ) -> InputGradients:
         """Backpropagation through the blocks, last to first, one block (and one
         chunk of it) at a time: from the gradients of a scalar with respect to
-        every block's output ``tokens`` (all atoms, no frames), its gradients with
-        respect to the geometric input and the token weights of ``environments``.
-        The messages are rebuilt from the tokens; the blocks are evaluated again
-        by :meth:`MessagePassingBlock.pullback`."""
+        every block's output ``tokens`` (all atoms), its gradients with respect to
+        the inputs of the blocks. The messages are rebuilt from the tokens; the
+        blocks are evaluated again by :meth:`MessagePassingBlock.pullback`.
+
+        :param upstream: per block, the gradients with respect to its central
+            and edge tokens; with layer-wise ECSE, with respect to its row
+            tokens (``tokens.row_central``, ``tokens.row_edges``)
+        """
         with torch.no_grad():
             species_messages = self._species_messages(environments)
             messages: List[Optional[torch.Tensor]] = [None]
@@ -147,16 +164,42 @@ class MessagePassing(torch.nn.Module):
                         species_messages,
                     )
                 )
+        layerwise = len(tokens.frame_rows) > 0
+        grad_central = [torch.zeros_like(t) for t in tokens.central]
+        grad_edges = [torch.zeros_like(t) for t in tokens.edges]
+        if not layerwise:
+            grad_central = [grads[0] for grads in upstream]
+            grad_edges = [grads[1] for grads in upstream]
         grad_geometry = torch.zeros_like(environments.geometry)
+        grad_frame_weights = torch.zeros_like(environments.geometry[:0, 0])
+        if layerwise:
+            rows = tokens.frame_rows[0]
+            grad_geometry = torch.zeros_like(environments.geometry[rows.edges])
+            grad_frame_weights = torch.zeros_like(rows.weights)
         grad_weights = torch.zeros_like(environments.token_weights)
         later: Optional[torch.Tensor] = None
         for k in range(len(self.blocks) - 1, -1, -1):
             carried: Optional[torch.Tensor] = None
             if self.carry_central and k > 0:
                 carried = tokens.central[k - 1]
-            block_grads = self._block_pullback(
-                k, environments, messages[k], carried, grad_central[k], grad_edges[k]
-            )
+            if layerwise:
+                block_grads, frame_weights = self._rows_pullback(
+                    k,
+                    environments,
+                    tokens,
+                    [messages[k], carried],
+                    [grad_central[k], grad_edges[k]] + upstream[k],
+                )
+                grad_frame_weights += frame_weights
+            else:
+                block_grads = self._block_pullback(
+                    k,
+                    environments,
+                    messages[k],
+                    carried,
+                    grad_central[k],
+                    grad_edges[k],
+                )
             grad_geometry += block_grads.geometry
             grad_weights += block_grads.token_weights
             grad_messages, grad_carried = block_grads.messages, block_grads.carried
@@ -169,7 +212,61 @@ class MessagePassing(torch.nn.Module):
                     0, environments.reverse, grad_messages
                 )
                 later = grad_messages if messages[k - 1] is not None else None
-        return grad_geometry, grad_weights
+        return InputGradients(grad_geometry, grad_weights, grad_frame_weights)
+
+    def _rows_pullback(
+        self,
+        k: int,
+        environments: Environments,
+        tokens: Tokens,
+        inputs: List[Optional[torch.Tensor]],
+        grads: List[torch.Tensor],
+    ) -> Tuple[BlockGradients, torch.Tensor]:
+        """Layer-wise ECSE: the pullback of block k through its frame average.
+        The block's outputs are ``sum_r w_r t_r`` over the (atom, frame) rows, so
+        the rows receive ``w_r`` times the gradients of the averages plus those of
+        their own readout, and the weights ``g · t_r``. Returns the gradients
+        with respect to the geometric input of every row edge, the token weights,
+        messages and carried tokens of the atoms and edges, and the gradient
+        with respect to every row's weight.
+
+        :param inputs: the block's messages and carried tokens
+        :param grads: gradients with respect to the averaged central and edge
+            tokens, then to the rows' central and edge tokens
+        """
+        rows = tokens.frame_rows[k]
+        messages, carried = inputs[0], inputs[1]
+        row_central, row_edges = tokens.row_central[k], tokens.row_edges[k]
+        of_atoms, of_edges = grads[0][rows.atoms], grads[1][rows.edges]
+        frame_weights = (of_atoms * row_central).sum(dim=1) + segment_sum(
+            (of_edges * row_edges).sum(dim=1), rows.edge_rows, rows.atoms.shape[0]
+        )
+        edge_weights = rows.weights[rows.edge_rows].unsqueeze(1)
+        row_grads = self._block_pullback(
+            k,
+            rotated_environments(environments, rows),
+            None if messages is None else messages[rows.edges],
+            None if carried is None else carried[rows.atoms],
+            grads[2] + rows.weights.unsqueeze(1) * of_atoms,
+            grads[3] + edge_weights * of_edges,
+        )
+        grad_messages = row_grads.messages
+        if grad_messages is not None and messages is not None:
+            grad_messages = torch.zeros_like(messages).index_add(
+                0, rows.edges, grad_messages
+            )
+        grad_carried = row_grads.carried
+        if grad_carried is not None and carried is not None:
+            grad_carried = torch.zeros_like(carried).index_add(
+                0, rows.atoms, grad_carried
+            )
+        grad_weights = torch.zeros_like(environments.token_weights).index_add(
+            0, rows.atoms, row_grads.token_weights
+        )
+        block_grads = BlockGradients(
+            row_grads.geometry, grad_weights, grad_messages, grad_carried
+        )
+        return block_grads, frame_weights
 
     def _block_pullback(
         self,

@@ -23,7 +23,7 @@ from ..nn.environments import (
     geometric_input,
 )
 from ..nn.inputs import InputFeatures
-from ..nn.layerwise import FrameRows, average_over_rows
+from ..nn.layerwise import FrameRows, average_over_rows, rotated_geometry
 from ..nn.message_passing import MessagePassing, Tokens
 from ..nn.readout import Readout, frame_view, pet_features, subset_view
 from ..nn.receptive_field import AtomSubset, atoms_needed_per_block
@@ -164,7 +164,9 @@ class PETNetwork(torch.nn.Module):
         subsets = self._subsets(batch, environments, receptive)
         lean = self._lean_target(outputs, environments, subsets, frames)
         if lean is not None:
-            tokens, predictions = self._lean_energies(lean, environments, subsets)
+            tokens, predictions = self._lean_energies(
+                lean, environments, subsets, frames
+            )
             last_layer_features: Dict[str, torch.Tensor] = {}
         else:
             tokens = self.long_range(
@@ -196,12 +198,16 @@ class PETNetwork(torch.nn.Module):
         """The target of a lean evaluation (:meth:`_lean_energies`), or None when
         the evaluation is not one: more tokens than ``lean_forces_above``,
         evaluation mode, positions or cell requiring gradients, one scalar
-        per-structure target requested (an energy), all atoms, no layer-wise ECSE
-        and no long-range part."""
-        tokens = environments.token_weights.numel()
+        per-structure target requested (an energy), all atoms and no long-range
+        part. With layer-wise ECSE, the tokens are those of the (atom, frame)
+        rows."""
+        rows = environments.token_weights.shape[0]
+        if frames is not None:
+            rows = frames[0].shape[0]
+        tokens = rows * environments.token_weights.shape[1]
         if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
             return None
-        if self.training or frames is not None or len(outputs) != 1:
+        if self.training or len(outputs) != 1:
             return None
         if self.long_range.enabled or subsets[-1].atoms is not None:
             return None
@@ -214,7 +220,11 @@ class PETNetwork(torch.nn.Module):
         return None
 
     def _lean_energies(
-        self, name: str, environments: Environments, subsets: List[AtomSubset]
+        self,
+        name: str,
+        environments: Environments,
+        subsets: List[AtomSubset],
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     ) -> Tuple[Tokens, Dict[str, torch.Tensor]]:
         """Per-atom predictions of ``name`` whose sum per structure has the exact
         gradient with respect to positions and cell, without keeping the graph of
@@ -224,31 +234,71 @@ class PETNetwork(torch.nn.Module):
         respect to every block's output tokens come from the heads, and
         :meth:`MessagePassing.pullback` carries them back, block by block and
         chunk by chunk, to the gradients G of the total with respect to the
-        geometric input and cutoff weights x(r) of every edge. The prediction
-        returned is E + G·x(r) − [G·x(r)]: equal to E, with gradient G ∂x/∂r.
-        Only first derivatives are right (no Hessians through it)."""
+        inputs x(r) of the blocks: the geometric input and cutoff weight of every
+        edge, and with layer-wise ECSE the rotated geometric input and the weight
+        of every (atom, frame) row. The prediction returned is E + G·x(r) −
+        [G·x(r)]: equal to E, with gradient G ∂x/∂r. Only first derivatives are
+        right (no Hessians through it)."""
         detached = detached_environments(environments)
         with torch.no_grad():
-            tokens = self.message_passing(detached, subsets, None)
-        central = [t.requires_grad_() for t in tokens.central]
-        edges = [t.requires_grad_() for t in tokens.edges]
+            tokens = self.message_passing(detached, subsets, _detached(frames))
         cutoffs = environments.edge_cutoffs.detach().requires_grad_()
-        view = subset_view(subsets, cutoffs)
-        energies = self.heads(central, edges, view, [name], [])[0][name]
-        leaves = central + edges + [cutoffs]
+        energies, leaves = self._lean_readout(name, subsets, tokens, cutoffs)
         grads = torch.autograd.grad([energies.sum()], leaves, allow_unused=True)
         grad_leaves = [or_zeros(g, leaf) for g, leaf in zip(grads, leaves)]
-        n = len(central)
-        grad_geometry, grad_weights = self.message_passing.pullback(
-            detached, subsets, tokens, grad_leaves[:n], grad_leaves[n : 2 * n]
-        )
+        n = len(tokens.central)
+        upstream = [[grad_leaves[k], grad_leaves[n + k]] for k in range(n)]
+        input_grads = self.message_passing.pullback(detached, subsets, tokens, upstream)
         centers, slots = environments.centers, environments.slots
-        grad_cutoffs = grad_leaves[-1] + grad_weights[centers, slots + 1]
-        linear = (environments.geometry * grad_geometry).sum(dim=1)
-        linear = linear + environments.edge_cutoffs * grad_cutoffs
-        per_atom = segment_sum(linear, centers, energies.shape[0])
-        lean = energies.detach() + (per_atom - per_atom.detach()).unsqueeze(1)
+        grad_cutoffs = (
+            grad_leaves[2 * n] + input_grads.token_weights[centers, slots + 1]
+        )
+        linear = segment_sum(
+            environments.edge_cutoffs * grad_cutoffs, centers, energies.shape[0]
+        )
+        if frames is None:
+            geometry = (environments.geometry * input_grads.geometry).sum(dim=1)
+            linear = linear + segment_sum(geometry, centers, energies.shape[0])
+        else:
+            rows = subsets[-1].frame_rows(frames, environments)
+            frame_weights = input_grads.frame_weights + grad_leaves[2 * n + 1]
+            linear = linear + _frame_linear_term(
+                environments,
+                rows,
+                [input_grads.geometry, frame_weights],
+                energies.shape[0],
+            )
+        lean = energies.detach() + (linear - linear.detach()).unsqueeze(1)
         return tokens, {name: lean}
+
+    def _lean_readout(
+        self,
+        name: str,
+        subsets: List[AtomSubset],
+        tokens: Tokens,
+        cutoffs: torch.Tensor,
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Per-atom predictions of ``name`` read from tokens computed without
+        autograd, and the leaves they depend on: every block's central then edge
+        tokens (row tokens with layer-wise ECSE), the edge cutoffs, and with
+        layer-wise ECSE the weights of the rows."""
+        if len(tokens.frame_rows) == 0:
+            central = [t.requires_grad_() for t in tokens.central]
+            edges = [t.requires_grad_() for t in tokens.edges]
+            view = subset_view(subsets, cutoffs)
+            energies = self.heads(central, edges, view, [name], [])[0][name]
+            return energies, central + edges + [cutoffs]
+        central = [t.requires_grad_() for t in tokens.row_central]
+        edges = [t.requires_grad_() for t in tokens.row_edges]
+        view = frame_view(subsets, tokens.frame_rows, cutoffs)
+        per_row = self.heads(central, edges, view, [name], [])[0][name]
+        last = tokens.frame_rows[-1]
+        weights = last.weights.detach().requires_grad_()
+        rows = FrameRows(
+            last.atoms, last.rotations, weights, last.edges, last.edge_rows
+        )
+        energies = average_over_rows(per_row, rows, subsets[-1].n_atoms)
+        return energies, central + edges + [cutoffs, weights]
 
     def _read_out(
         self,
@@ -470,6 +520,32 @@ class PETNetwork(torch.nn.Module):
             if last_layer_features_name(name) in outputs:
                 last_layer_targets.append(name)
         return targets, last_layer_targets
+
+
+def _detached(
+    frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Layer-wise ECSE frames cut from the autograd graph of the positions."""
+    if frames is None:
+        return None
+    return (frames[0], frames[1].detach(), frames[2].detach())
+
+
+def _frame_linear_term(
+    environments: Environments,
+    rows: FrameRows,
+    gradients: List[torch.Tensor],
+    n_atoms: int,
+) -> torch.Tensor:
+    """Per atom, the part of the lean linear term G·x(r) that layer-wise ECSE
+    adds: the rotated geometric input of every row edge and the weight of every
+    row (both functions of the positions through the frames) against their
+    ``gradients``."""
+    geometry = rotated_geometry(environments.geometry, rows, environments.cartesian)
+    per_edge = (geometry * gradients[0]).sum(dim=1)
+    per_row = segment_sum(per_edge, rows.edge_rows, rows.atoms.shape[0])
+    per_row = per_row + rows.weights * gradients[1]
+    return segment_sum(per_row, rows.atoms, n_atoms)
 
 
 def per_atom_samples(batch: SystemBatch, output: AtomSubset) -> Labels:
