@@ -238,3 +238,23 @@ def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     models["raw"].save(str(tmp_path / "raw.pt"))
     arguments = ["ecse", str(tmp_path / "raw.pt"), "--mode", "layerwise", "-o", output]
     assert main(arguments) == 1
+    assert main(arguments + ["--dtype", "float64"]) == 1
+
+
+def test_command_line_exports_a_checkpoint_in_another_precision(models, tmp_path):
+    """`--dtype` converts a checkpoint before exporting it (float64 for MD)."""
+    from metatrain_pet.cli import main
+
+    raw = pet(False)
+    checkpoint = raw.get_checkpoint()
+    checkpoint.update(epoch=0, best_epoch=0)
+    torch.save(checkpoint, tmp_path / "raw.ckpt")
+    output = str(tmp_path / "layerwise32.pt")
+    arguments = ["ecse", str(tmp_path / "raw.ckpt"), "--mode", "layerwise"]
+    assert main(arguments + ["--dtype", "float32", "-o", output]) == 0
+    loaded = load_atomistic_model(output)
+    assert loaded.capabilities().dtype == "float32"
+    atoms = ethanol()
+    expected = evaluate(models["layerwise"], atoms)["energy"]
+    result = evaluate(loaded, atoms, dtype=torch.float32)
+    assert result["energy"] == pytest.approx(expected, rel=1e-5)

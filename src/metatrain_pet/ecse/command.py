@@ -3,7 +3,7 @@ checkpoint of ``experimental.pet_ecse`` (any mode, including ``layerwise``)."""
 
 import argparse
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..cli import add_extensions_argument
 from ..files import save_model
@@ -50,6 +50,13 @@ def register(subparsers) -> None:
         default=None,
         help="atomic numbers of the neighbours that define frames (App. F.5)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help="export a checkpoint in this precision (default: the checkpoint's); "
+        "float64 for molecular dynamics that must conserve energy tightly",
+    )
     add_extensions_argument(parser)
     parser.set_defaults(func=run)
 
@@ -58,8 +65,15 @@ def run(args: argparse.Namespace) -> None:
     """Load ``args.model``, symmetrize it and save it to ``args.output``."""
     params = _ecse_parameters(args)
     if args.model.endswith(".ckpt"):
-        symmetrized = symmetrized_checkpoint(args.model, args.preset, params)
+        symmetrized = symmetrized_checkpoint(
+            args.model, args.preset, params, args.dtype
+        )
     else:
+        if args.dtype is not None:
+            raise ValueError(
+                "--dtype applies to checkpoints (.ckpt): an exported model keeps "
+                "the precision it was exported in"
+            )
         symmetrized = _symmetrized_export(args, params)
     save_model(
         symmetrized, args.output, [args.model] + ([args.aux] if args.aux else [])
@@ -117,9 +131,11 @@ def _symmetrized_export(args: argparse.Namespace, params: Dict[str, Any]):
     return symmetrize(model, aux_model=aux_model, preset=args.preset, **params)
 
 
-def symmetrized_checkpoint(path: str, preset: str, params: Dict[str, Any]):
+def symmetrized_checkpoint(
+    path: str, preset: str, params: Dict[str, Any], dtype: Optional[str] = None
+):
     """A checkpoint of an architecture with built-in ECSE (``model: ecse:``),
-    exported with ECSE enabled as the parameters say."""
+    exported with ECSE enabled as the parameters say, in ``dtype`` when given."""
     import torch
     from metatrain.utils.io import model_from_checkpoint
 
@@ -138,4 +154,7 @@ def symmetrized_checkpoint(path: str, preset: str, params: Dict[str, Any]):
     model = model_from_checkpoint(checkpoint, context="export")
     checkpoint = model.get_checkpoint()
     checkpoint["model_data"]["model_hypers"]["ecse"] = config
-    return model_from_checkpoint(checkpoint, context="export").export()
+    model = model_from_checkpoint(checkpoint, context="export")
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
+    return model.export()
