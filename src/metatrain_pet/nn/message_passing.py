@@ -150,6 +150,52 @@ class MessagePassing(torch.nn.Module):
             and edge tokens; with layer-wise ECSE, with respect to its row
             tokens (``tokens.row_central``, ``tokens.row_edges``)
         """
+        messages = self._rebuilt_messages(environments, subsets, tokens)
+        layerwise = len(tokens.frame_rows) > 0
+        grad_central = [torch.zeros_like(t) for t in tokens.central]
+        grad_edges = [torch.zeros_like(t) for t in tokens.edges]
+        if not layerwise:
+            grad_central = [grads[0] for grads in upstream]
+            grad_edges = [grads[1] for grads in upstream]
+        totals = _zero_input_gradients(environments, tokens)
+        later: Optional[torch.Tensor] = None
+        for k in range(len(self.blocks) - 1, -1, -1):
+            carried: Optional[torch.Tensor] = None
+            if self.carry_central and k > 0:
+                carried = tokens.central[k - 1]
+            outputs = [grad_central[k], grad_edges[k]]
+            if layerwise:
+                block_grads, frame_weights = self._rows_pullback(
+                    k,
+                    environments,
+                    tokens,
+                    [messages[k], carried],
+                    outputs + upstream[k],
+                )
+                totals.frame_weights.add_(frame_weights)
+            else:
+                block_grads = self._block_pullback(
+                    k, environments, messages[k], carried, outputs[0], outputs[1]
+                )
+            totals.geometry.add_(block_grads.geometry)
+            totals.token_weights.add_(block_grads.token_weights)
+            grad_messages, grad_carried = block_grads.messages, block_grads.carried
+            if grad_carried is not None:
+                grad_central[k - 1] = grad_central[k - 1] + grad_carried
+            if grad_messages is not None:
+                if later is not None:
+                    grad_messages = grad_messages + later
+                grad_edges[k - 1] = grad_edges[k - 1].index_add(
+                    0, environments.reverse, grad_messages
+                )
+                later = grad_messages if messages[k - 1] is not None else None
+        return totals
+
+    def _rebuilt_messages(
+        self, environments: Environments, subsets: List[AtomSubset], tokens: Tokens
+    ) -> List[Optional[torch.Tensor]]:
+        """The input messages of every block (None for the first), rebuilt
+        without autograd from the blocks' output ``tokens``."""
         with torch.no_grad():
             species_messages = self._species_messages(environments)
             messages: List[Optional[torch.Tensor]] = [None]
@@ -164,55 +210,7 @@ class MessagePassing(torch.nn.Module):
                         species_messages,
                     )
                 )
-        layerwise = len(tokens.frame_rows) > 0
-        grad_central = [torch.zeros_like(t) for t in tokens.central]
-        grad_edges = [torch.zeros_like(t) for t in tokens.edges]
-        if not layerwise:
-            grad_central = [grads[0] for grads in upstream]
-            grad_edges = [grads[1] for grads in upstream]
-        grad_geometry = torch.zeros_like(environments.geometry)
-        grad_frame_weights = torch.zeros_like(environments.geometry[:0, 0])
-        if layerwise:
-            rows = tokens.frame_rows[0]
-            grad_geometry = torch.zeros_like(environments.geometry[rows.edges])
-            grad_frame_weights = torch.zeros_like(rows.weights)
-        grad_weights = torch.zeros_like(environments.token_weights)
-        later: Optional[torch.Tensor] = None
-        for k in range(len(self.blocks) - 1, -1, -1):
-            carried: Optional[torch.Tensor] = None
-            if self.carry_central and k > 0:
-                carried = tokens.central[k - 1]
-            if layerwise:
-                block_grads, frame_weights = self._rows_pullback(
-                    k,
-                    environments,
-                    tokens,
-                    [messages[k], carried],
-                    [grad_central[k], grad_edges[k]] + upstream[k],
-                )
-                grad_frame_weights += frame_weights
-            else:
-                block_grads = self._block_pullback(
-                    k,
-                    environments,
-                    messages[k],
-                    carried,
-                    grad_central[k],
-                    grad_edges[k],
-                )
-            grad_geometry += block_grads.geometry
-            grad_weights += block_grads.token_weights
-            grad_messages, grad_carried = block_grads.messages, block_grads.carried
-            if grad_carried is not None:
-                grad_central[k - 1] = grad_central[k - 1] + grad_carried
-            if grad_messages is not None:
-                if later is not None:
-                    grad_messages = grad_messages + later
-                grad_edges[k - 1] = grad_edges[k - 1].index_add(
-                    0, environments.reverse, grad_messages
-                )
-                later = grad_messages if messages[k - 1] is not None else None
-        return InputGradients(grad_geometry, grad_weights, grad_frame_weights)
+        return messages
 
     def _rows_pullback(
         self,
@@ -312,3 +310,18 @@ class MessagePassing(torch.nn.Module):
         if species_messages is not None:
             return take_rows(species_messages, next_edges) + incoming
         return incoming
+
+
+def _zero_input_gradients(environments: Environments, tokens: Tokens) -> InputGradients:
+    """Zero gradients with respect to the inputs of the blocks, in the shapes of
+    :class:`InputGradients` (per row edge and per row with layer-wise ECSE)."""
+    geometry = environments.geometry
+    frame_weights = geometry[:0, 0]
+    if len(tokens.frame_rows) > 0:
+        rows = tokens.frame_rows[0]
+        geometry, frame_weights = geometry[rows.edges], rows.weights
+    return InputGradients(
+        torch.zeros_like(geometry),
+        torch.zeros_like(environments.token_weights),
+        torch.zeros_like(frame_weights),
+    )
