@@ -1,5 +1,7 @@
 """Frames, weights and adaptive inner cutoff (App. F.1, F.3-F.5)."""
 
+import numpy as np
+import pytest
 import torch
 
 from metatrain_pet.ecse.ensemble import auxiliary_weight, prune_weights
@@ -142,3 +144,42 @@ def test_pruning_and_aux_weight():
     )
     aux = auxiliary_weight(weights, segments, 3, 10.0, 0.1, 0.05)
     assert aux.tolist() == [0.0, 0.0, 1.0]
+
+
+def _sorted_frames(pools, rotations, weights):
+    """Frames in a canonical order: by environment, then weight, then matrix."""
+    keys = torch.cat([pools.unsqueeze(1).to(DTYPE), weights.unsqueeze(1)], dim=1)
+    keys = torch.cat([keys, rotations.reshape(-1, 9)], dim=1).numpy()
+    order = torch.from_numpy(np.lexsort(keys.T[::-1].copy()))
+    return pools[order], rotations[order], weights[order]
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_frames_do_not_depend_on_the_chunks(adaptive):
+    """On CPU the environments are processed in chunks of ``max_pairs`` pairs:
+    the same frames, with the same weights and gradients, as in one pass (one
+    environment collinear, for the axis frames of the adaptive fallback)."""
+    centers, vectors = random_environments(n_centers=40, per_center=9)
+    axis = torch.tensor([0.3, -0.4, 0.5], dtype=DTYPE)
+    lengths = torch.linspace(1.0, 2.0, 9, dtype=DTYPE).unsqueeze(1)
+    vectors = torch.cat([vectors[:9], lengths * axis, vectors[18:]])
+    vectors.requires_grad_(True)
+    results = []
+    for max_pairs in (1 << 18, 100):
+        frame_builder = builder(adaptive=adaptive, beta=10.0)
+        frame_builder.max_pairs = max_pairs
+        offsets = torch.arange(0, 361, 9)
+        n_chunks = len(frame_builder._chunk_starts(offsets, vectors.device)) - 1
+        assert n_chunks == 1 if max_pairs > 1000 else n_chunks > 20
+        pools, rotations, weights = frame_builder(centers, vectors, 40)
+        # squares: a mirrored frame would cancel its original in a plain sum
+        scalar = (weights.unsqueeze(1) * rotations.reshape(-1, 9) ** 2).sum()
+        (gradient,) = torch.autograd.grad(scalar + (weights**2).sum(), vectors)
+        frames = _sorted_frames(pools, rotations.detach(), weights.detach())
+        results.append((frames, gradient))
+    (frames, gradient), (chunked, chunked_gradient) = results
+    assert torch.equal(frames[0], chunked[0])
+    torch.testing.assert_close(chunked[1], frames[1], rtol=0.0, atol=1e-14)
+    torch.testing.assert_close(chunked[2], frames[2], rtol=0.0, atol=1e-14)
+    torch.testing.assert_close(chunked_gradient, gradient, rtol=0.0, atol=1e-12)
+    assert float(gradient.abs().max()) > 1e-6

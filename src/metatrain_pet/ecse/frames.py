@@ -11,7 +11,7 @@ A frame is returned as a 3x3 proper rotation ``F`` whose rows are the axes (v̂1
 ``r`` in the local frame.
 """
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 
@@ -146,6 +146,10 @@ class FrameBuilder(torch.nn.Module):
     f_c(r_j | R_in) · 1e-8, the scale of the pair weights there.
     """
 
+    max_pairs: int
+    """Ordered neighbour pairs per chunk of environments on CPU (:meth:`forward`);
+    it changes the cost, not the result."""
+
     def __init__(
         self,
         r_out: float,
@@ -171,6 +175,7 @@ class FrameBuilder(torch.nn.Module):
         self.adaptive = adaptive
         self.beta_omega = beta_omega
         self.collinear_z = 1e-8
+        self.max_pairs = 1 << 18
 
     def search_radius(self) -> float:
         """Largest distance at which a neighbour can get a non-zero weight.
@@ -231,6 +236,11 @@ class FrameBuilder(torch.nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Frames of all environments.
 
+        The environments are independent, so on CPU they are processed in chunks
+        of about ``max_pairs`` neighbour pairs: the per-pair temporaries then stay
+        small, and the cost per environment does not grow with the number of
+        environments. The result does not depend on the chunks.
+
         :param centers: (E,) environment index of each edge, in ``[0, n_centers)``
         :param vectors: (E, 3) displacement from the centre to the neighbour; edges
             of zero length must not be included
@@ -242,6 +252,45 @@ class FrameBuilder(torch.nn.Module):
         order = torch.argsort(centers, stable=True)
         centers = centers[order]
         vectors = vectors[order]
+        offsets = segment_offsets(centers, n_centers)
+        starts = self._chunk_starts(offsets, vectors.device)
+        if len(starts) <= 2:
+            return self._frames(centers, vectors, n_centers)
+        all_offsets: List[int] = offsets.tolist()
+        edge_starts = [all_offsets[start] for start in starts]
+        pools: List[torch.Tensor] = []
+        rotations: List[torch.Tensor] = []
+        weights: List[torch.Tensor] = []
+        for c in range(len(starts) - 1):
+            first, last = edge_starts[c], edge_starts[c + 1]
+            chunk = self._frames(
+                centers[first:last] - starts[c],
+                vectors[first:last],
+                starts[c + 1] - starts[c],
+            )
+            pools.append(chunk[0] + starts[c])
+            rotations.append(chunk[1])
+            weights.append(chunk[2])
+        return torch.cat(pools), torch.cat(rotations), torch.cat(weights)
+
+    def _chunk_starts(self, offsets: torch.Tensor, device: torch.device) -> List[int]:
+        """First environment of every chunk of about ``max_pairs`` ordered
+        neighbour pairs, then the number of environments (one chunk on GPUs)."""
+        n_centers = offsets.shape[0] - 1
+        if device.type != "cpu" or n_centers == 0:
+            return [0, n_centers]
+        counts = offsets[1:] - offsets[:-1]
+        pairs = counts * (counts - 1)
+        before = torch.cumsum(pairs, dim=0) - pairs
+        chunk = torch.div(before, self.max_pairs, rounding_mode="floor")
+        _, sizes = torch.unique_consecutive(chunk, return_counts=True)
+        ends: List[int] = torch.cumsum(sizes, dim=0).tolist()
+        return [0] + ends
+
+    def _frames(
+        self, centers: torch.Tensor, vectors: torch.Tensor, n_centers: int
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for edges sorted by centre, in one vectorised pass."""
         distances = torch.linalg.norm(vectors, dim=-1)
         units = vectors / distances.unsqueeze(-1)
 
