@@ -152,9 +152,10 @@ class MessagePassing(torch.nn.Module):
         """
         messages = self._rebuilt_messages(environments, subsets, tokens)
         layerwise = len(tokens.frame_rows) > 0
-        grad_central = [torch.zeros_like(t) for t in tokens.central]
-        grad_edges = [torch.zeros_like(t) for t in tokens.edges]
-        if not layerwise:
+        if layerwise:
+            grad_central = [torch.zeros_like(t) for t in tokens.central]
+            grad_edges = [torch.zeros_like(t) for t in tokens.edges]
+        else:
             grad_central = [grads[0] for grads in upstream]
             grad_edges = [grads[1] for grads in upstream]
         totals = _zero_input_gradients(environments, tokens)
@@ -316,12 +317,12 @@ def _zero_input_gradients(environments: Environments, tokens: Tokens) -> InputGr
     """Zero gradients with respect to the inputs of the blocks, in the shapes of
     :class:`InputGradients` (per row edge and per row with layer-wise ECSE)."""
     geometry = environments.geometry
-    frame_weights = geometry[:0, 0]
+    n_edges, n_rows = geometry.shape[0], 0
     if len(tokens.frame_rows) > 0:
         rows = tokens.frame_rows[0]
-        geometry, frame_weights = geometry[rows.edges], rows.weights
+        n_edges, n_rows = rows.edges.shape[0], rows.weights.shape[0]
     return InputGradients(
-        torch.zeros_like(geometry),
+        geometry.new_zeros((n_edges, geometry.shape[1])),
         torch.zeros_like(environments.token_weights),
-        torch.zeros_like(frame_weights),
+        geometry.new_zeros((n_rows,)),
     )
