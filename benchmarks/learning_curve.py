@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -110,7 +111,7 @@ def _setup(args):
     test, _ = load(args.test, args.n_test)
     architecture = import_architecture(args.arch)
     defaults = get_default_hypers(args.arch)
-    model_hypers = copy.deepcopy(defaults["model"])
+    model_hypers = {} if args.init else copy.deepcopy(defaults["model"])
     model_hypers.update(json.loads(args.model))
     train_hypers = copy.deepcopy(defaults["training"])
     train_hypers.update(batch_size=args.batch_size, num_workers=0)
@@ -120,8 +121,21 @@ def _setup(args):
     return architecture, model_hypers, train_hypers, info, train, test
 
 
-def _train(architecture, model_hypers, train_hypers, info, train, test):
-    model = architecture.__model__(model_hypers, info)
+def _initial_model(architecture, model_hypers, info, init: Optional[str]):
+    """A new model, or (``--init``, App. F.7 fine-tuning) the weights of a
+    checkpoint with the ``--model`` overrides applied to its hypers, e.g. layer-wise
+    ECSE switched on for a model trained without it."""
+    if init is None:
+        return architecture.__model__(model_hypers, info)
+    from metatrain.utils.io import model_from_checkpoint
+
+    checkpoint = torch.load(init, weights_only=False, map_location="cpu")
+    checkpoint["model_data"]["model_hypers"].update(model_hypers)
+    return model_from_checkpoint(checkpoint, context="finetune")
+
+
+def _train(architecture, model_hypers, train_hypers, info, train, test, init=None):
+    model = _initial_model(architecture, model_hypers, info, init)
     trainer = architecture.__trainer__(train_hypers)
     with tempfile.TemporaryDirectory() as checkpoints:
         try:
@@ -138,7 +152,7 @@ def _train(architecture, model_hypers, train_hypers, info, train, test):
     return model, trainer
 
 
-def _epoch_cpu_seconds(setup) -> float:
+def _epoch_cpu_seconds(setup, args) -> float:
     """CPU time of one epoch (training and test evaluation), from the second epoch
     of a throwaway model (the first also pays the one-time costs: composition and
     scaler fits, data loaders), so that the scheduled epochs fill the budget."""
@@ -146,7 +160,7 @@ def _epoch_cpu_seconds(setup) -> float:
     calibration: list = []
     _capture_metrics(calibration, time.process_time(), math.inf)
     hypers = dict(train_hypers, num_epochs=2)
-    _train(architecture, model_hypers, hypers, info, train, test)
+    _train(architecture, model_hypers, hypers, info, train, test, args.init)
     return calibration[1]["cpu_s"] - calibration[0]["cpu_s"]
 
 
@@ -170,6 +184,12 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spread-structures", type=int, default=10)
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="start from this checkpoint's weights (fine-tuning); --model then "
+        "overrides its model hypers",
+    )
     parser.add_argument("--save", default=None, help="checkpoint of the trained model")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -180,14 +200,14 @@ def main():
     architecture, model_hypers, train_hypers, info, train, test = setup
     epoch_s = args.epoch_estimate_s
     if epoch_s is None:
-        epoch_s = _epoch_cpu_seconds(setup)
+        epoch_s = _epoch_cpu_seconds(setup, args)
     train_hypers["num_epochs"] = max(1, int(args.budget_s / epoch_s))
 
     curve: list = []
     torch.manual_seed(args.seed)
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     _capture_metrics(curve, start_cpu, args.budget_s)
-    model, trainer = _train(*setup)
+    model, trainer = _train(*setup, init=args.init)
     cpu_s, wall_s = time.process_time() - start_cpu, time.perf_counter() - start_wall
     if args.save is not None:
         trainer.save_checkpoint(model, args.save)
@@ -196,6 +216,7 @@ def main():
         "arch": args.arch,
         "model": json.loads(args.model),
         "training": json.loads(args.training),
+        "init": args.init,
         "parameters": sum(p.numel() for p in model.parameters()),
         "budget_s": args.budget_s,
         "num_epochs_scheduled": train_hypers["num_epochs"],

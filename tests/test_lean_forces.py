@@ -168,26 +168,65 @@ LAYERWISE = {
 }
 
 
+def _layerwise_energy_and_gradients(model, eager, atoms):
+    system = system_from_atoms(eager, atoms)
+    positions = system.positions.requires_grad_(True)
+    system.cell.requires_grad_(True)
+    energy = model([system], ENERGY)["energy"].block().values
+    gradients = torch.autograd.grad(energy.sum(), [positions, system.cell])
+    return energy.detach(), gradients
+
+
+def _certain_lean_bound(eager, atoms) -> int:
+    """Tokens of two rows per atom: above it the frames are recomputed, below it
+    they keep their graph (``PETNetwork.lean_frames_target``)."""
+    from metatrain_pet.systems.batch import flatten_systems
+
+    system = system_from_atoms(eager, atoms)
+    batch = flatten_systems([system], eager.network.neighbor_list_options)
+    width = 1 + int(torch.bincount(batch.centers).max())
+    return 2 * len(atoms) * width
+
+
+def _count_calls(module, method: str, calls: dict, key: str) -> None:
+    original = getattr(module, method)
+
+    def counted(*args):
+        calls[key] += 1
+        return original(*args)
+
+    setattr(module, method, counted)
+
+
 @pytest.mark.parametrize(
-    "variant, scripted",
-    [("defaults", True), ("last block, averaged bonds, carried centre", False)],
+    "variant, scripted, frames",
+    [
+        ("defaults", True, "recomputed"),
+        ("defaults", False, "with their graph"),
+        ("last block, averaged bonds, carried centre", False, "recomputed"),
+    ],
 )
-def test_lean_forces_through_layerwise_ecse(slab, variant, scripted):
+def test_lean_forces_through_layerwise_ecse(slab, variant, scripted, frames):
     """With layer-wise ECSE the gradients also flow through the frames: the
-    rotated geometry and the weight of every (atom, frame) row."""
+    rotated geometry and the weight of every (atom, frame) row, either through
+    the graph of the frames or, when lean forces are certain, through frames
+    rebuilt chunk by chunk (a few pairs per chunk here)."""
     eager = energy_model([1, 8], ecse=LAYERWISE, **VARIANTS[variant])
+    eager.symmetrizer.frame_builder.max_pairs = 200
     model = torch.jit.script(eager) if scripted else eager
     set_max_tokens(model, 300)
     atoms = slab[:48]
+    threshold = 0 if frames == "recomputed" else _certain_lean_bound(eager, atoms)
+    calls = {"frames": 0, "network": 0}
+    if not scripted:
+        _count_calls(eager.symmetrizer, "atom_frames_linear_term", calls, "frames")
+        _count_calls(eager.network, "_lean_energies", calls, "network")
     results = []
     for lean in (False, True):
-        assert set_lean_forces(model, 0 if lean else -1) == 1
-        system = system_from_atoms(eager, atoms)
-        positions = system.positions.requires_grad_(True)
-        system.cell.requires_grad_(True)
-        energy = model([system], ENERGY)["energy"].block().values
-        gradients = torch.autograd.grad(energy.sum(), [positions, system.cell])
-        results.append((energy.detach(), gradients))
+        assert set_lean_forces(model, threshold if lean else -1) == 1
+        results.append(_layerwise_energy_and_gradients(model, eager, atoms))
+    if not scripted:
+        assert calls == {"frames": int(frames == "recomputed"), "network": 1}
     (energy, gradients), (lean_energy, lean_gradients) = results
     torch.testing.assert_close(lean_energy, energy, rtol=1e-13, atol=0.0)
     assert float(gradients[0].abs().max()) > 1e-3

@@ -169,7 +169,7 @@ def test_frames_do_not_depend_on_the_chunks(adaptive):
         frame_builder = builder(adaptive=adaptive, beta=10.0)
         frame_builder.max_pairs = max_pairs
         offsets = torch.arange(0, 361, 9)
-        n_chunks = len(frame_builder._chunk_starts(offsets, vectors.device)) - 1
+        n_chunks = len(frame_builder.chunk_starts(offsets, vectors.device)) - 1
         assert n_chunks == 1 if max_pairs > 1000 else n_chunks > 20
         pools, rotations, weights = frame_builder(centers, vectors, 40)
         # squares: a mirrored frame would cancel its original in a plain sum

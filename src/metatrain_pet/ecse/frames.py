@@ -253,7 +253,7 @@ class FrameBuilder(torch.nn.Module):
         centers = centers[order]
         vectors = vectors[order]
         offsets = segment_offsets(centers, n_centers)
-        starts = self._chunk_starts(offsets, vectors.device)
+        starts = self.chunk_starts(offsets, vectors.device)
         if len(starts) <= 2:
             return self._frames(centers, vectors, n_centers)
         all_offsets: List[int] = offsets.tolist()
@@ -273,7 +273,7 @@ class FrameBuilder(torch.nn.Module):
             weights.append(chunk[2])
         return torch.cat(pools), torch.cat(rotations), torch.cat(weights)
 
-    def _chunk_starts(self, offsets: torch.Tensor, device: torch.device) -> List[int]:
+    def chunk_starts(self, offsets: torch.Tensor, device: torch.device) -> List[int]:
         """First environment of every chunk of about ``max_pairs`` ordered
         neighbour pairs, then the number of environments (one chunk on GPUs)."""
         n_centers = offsets.shape[0] - 1

@@ -420,6 +420,55 @@ class Symmetrizer(torch.nn.Module):
         """:data:`NUM_FRAMES_OUTPUT`: number of frames of every structure."""
         return _frame_counts(frame_systems, n_systems, dtype)
 
+    def atom_frames_linear_term(
+        self,
+        systems: List[System],
+        frame_atoms: torch.Tensor,
+        rotation_gradients: torch.Tensor,
+        weight_gradients: torch.Tensor,
+    ) -> torch.Tensor:
+        """Layer-wise ECSE with lean forces, for frames from :meth:`atom_frames`
+        computed without autograd: per structure, a term whose gradient with
+        respect to positions and cell is that of Σ_f R_f·G_R + w_f·G_w over all
+        frames (the gradients G of the energy with respect to every frame's
+        rotation and weight). The frames are rebuilt with autograd one chunk of
+        about ``max_pairs`` neighbour pairs at a time, so that only one chunk's
+        graph ever exists; their gradients with respect to the ECSE edge
+        vectors v are accumulated into g, and the term returned is Σ v·g."""
+        batch = flatten_systems(systems, self.ecse_options)
+        n_atoms = batch.types.shape[0]
+        edges, usable = self._frame_edges(batch)
+        index = torch.nonzero(usable)[:, 0]
+        centers = batch.centers[index]
+        offsets = segment_offsets(centers, n_atoms)
+        edge_offsets: List[int] = offsets.tolist()
+        row_offsets: List[int] = segment_offsets(frame_atoms, n_atoms).tolist()
+        needs_frame = self._needs_frame(batch, edges, batch.centers, n_atoms)
+        vectors = batch.vectors.detach()
+        gradients = torch.zeros_like(vectors)
+        starts = self.frame_builder.chunk_starts(offsets, vectors.device)
+        for c in range(len(starts) - 1):
+            first, last = starts[c], starts[c + 1]
+            chunk = index[edge_offsets[first] : edge_offsets[last]]
+            leaf = vectors[chunk].requires_grad_()
+            frames, _ = self._owned_frames(
+                centers[edge_offsets[first] : edge_offsets[last]] - first,
+                leaf,
+                needs_frame[first:last],
+                last - first,
+            )
+            rows = slice(row_offsets[first], row_offsets[last])
+            if frames.weights.shape[0] != row_offsets[last] - row_offsets[first]:
+                raise ValueError("ECSE frames differ between two evaluations")
+            total = (frames.rotations * rotation_gradients[rows]).sum()
+            total = total + (frames.weights * weight_gradients[rows]).sum()
+            grad = torch.autograd.grad([total], [leaf], allow_unused=True)[0]
+            if grad is not None:
+                gradients[chunk] = grad
+        per_edge = (batch.vectors * gradients).sum(dim=1)
+        per_atom = segment_sum(per_edge, batch.centers, n_atoms)
+        return segment_sum(per_atom, batch.structure_of_atom, len(systems))
+
     def _environment_frames(
         self, batch: SystemBatch, environment_of_atom: torch.Tensor, n_environments: int
     ) -> Tuple[Frames, Optional[torch.Tensor], torch.Tensor]:
@@ -430,18 +479,42 @@ class Symmetrizer(torch.nn.Module):
         owner = environment_of_atom[batch.centers]
         edges = edges & (owner >= 0)
         usable = edges & usable
-        pools, rotations, weights = self.frame_builder(
-            owner[usable], batch.vectors[usable], n_environments
-        )
-        close = edges & (torch.linalg.norm(batch.vectors, dim=-1) < self.r_out)
-        needs_frame = torch.zeros(
-            n_environments, dtype=torch.bool, device=weights.device
-        )
-        needs_frame[owner[close]] = True
-        frames, aux_weights = self._post_process_pools(
-            Frames(rotations, weights, pools), n_environments, needs_frame, "atom"
+        needs_frame = self._needs_frame(batch, edges, owner, n_environments)
+        frames, aux_weights = self._owned_frames(
+            owner[usable], batch.vectors[usable], needs_frame, n_environments
         )
         return frames, aux_weights, edges
+
+    def _needs_frame(
+        self,
+        batch: SystemBatch,
+        edges: torch.Tensor,
+        owner: torch.Tensor,
+        n_environments: int,
+    ) -> torch.Tensor:
+        """Environments (``owner``: the environment of every edge) with one of
+        ``edges`` shorter than R_out: those that need a frame of their own."""
+        close = edges & (torch.linalg.norm(batch.vectors, dim=-1) < self.r_out)
+        needs_frame = torch.zeros(n_environments, dtype=torch.bool, device=owner.device)
+        needs_frame[owner[close]] = True
+        return needs_frame
+
+    def _owned_frames(
+        self,
+        owner: torch.Tensor,
+        vectors: torch.Tensor,
+        needs_frame: torch.Tensor,
+        n_environments: int,
+    ) -> Tuple[Frames, Optional[torch.Tensor]]:
+        """Finished frames of environments from their frame-defining edges
+        (``owner`` sorted, ``vectors``)."""
+        pools, rotations, weights = self.frame_builder(owner, vectors, n_environments)
+        return self._post_process_pools(
+            Frames(rotations, weights, pools),
+            n_environments,
+            needs_frame,
+            "atom",
+        )
 
 
 def _refuse_extra_data(systems: List[System]) -> None:

@@ -103,3 +103,42 @@ def average_rows(
         average_over_rows(central, rows, n_atoms),
         segment_sum(edges * edge_weights, rows.edges, n_edges),
     )
+
+
+def geometry_gradients_in_lab(
+    gradients: torch.Tensor, rows: FrameRows, cartesian: bool, n_edges: int
+) -> torch.Tensor:
+    """``(n_edges, n_geometric)``: gradients with respect to every edge's geometric
+    input in the laboratory frame, from ``gradients`` with respect to the rotated
+    inputs of the row edges (:func:`rotated_geometry`), the rotations held fixed:
+    R^T g on the Cartesian part, summed over the rows that hold the edge."""
+    if cartesian:
+        rotations = rows.rotations[rows.edge_rows]
+        vectors = torch.einsum("eba,eb->ea", rotations, gradients[:, :3])
+        gradients = torch.cat([vectors, gradients[:, 3:]], dim=1)
+    return segment_sum(gradients, rows.edges, n_edges)
+
+
+def rotation_gradients(
+    geometry: torch.Tensor, gradients: torch.Tensor, rows: FrameRows, cartesian: bool
+) -> torch.Tensor:
+    """``(n_rows, 3, 3)``: gradients with respect to every row's rotation R of a
+    function whose gradients with respect to the rotated inputs R v of the row
+    edges are ``gradients``, the laboratory inputs v (``geometry``) held fixed:
+    Σ_e g_e v_eᵀ over the row's edges (zero without Cartesian inputs)."""
+    n_rows = rows.rotations.shape[0]
+    if not cartesian:
+        return torch.zeros_like(rows.rotations)
+    outer = gradients[:, :3].unsqueeze(2) * geometry[rows.edges, :3].unsqueeze(1)
+    return segment_sum(outer, rows.edge_rows, n_rows)
+
+
+def raw_weight_gradients(
+    raw_weights: torch.Tensor, rows: FrameRows, gradients: torch.Tensor, n_atoms: int
+) -> torch.Tensor:
+    """``(n_rows,)``: gradients with respect to the frame weights w_r before their
+    normalisation per atom (ŵ_r = w_r / Σ_r' w_r', :func:`frame_rows`), from
+    ``gradients`` g with respect to the normalised ŵ: (g_r − Σ_r' ŵ_r' g_r') / Σ w."""
+    totals = segment_sum(raw_weights, rows.atoms, n_atoms)
+    mean = segment_sum(rows.weights * gradients, rows.atoms, n_atoms)
+    return (gradients - mean[rows.atoms]) / totals[rows.atoms]

@@ -276,6 +276,9 @@ class PET(ModelInterface[ModelHypers]):
         if symmetrizer is None:
             return self.network(systems, outputs, selected_atoms)
         if symmetrizer.layerwise:
+            lean = self.network.lean_frames_target(systems, outputs, selected_atoms)
+            if lean is not None:
+                return self._lean_layerwise(systems, outputs, lean)
             frames, frame_systems = symmetrizer.atom_frames(systems)
             results = self.network(
                 systems,
@@ -294,6 +297,38 @@ class PET(ModelInterface[ModelHypers]):
             evaluated = self.network(plan.systems, plan.requests, plan.selected_atoms)
         no_aux: Dict[str, TensorMap] = {}
         return symmetrizer.average(plan, evaluated, no_aux, outputs)
+
+    def _lean_layerwise(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        name: str,
+    ) -> Dict[str, TensorMap]:
+        """Layer-wise ECSE with lean forces for the energy ``name``: the frames
+        are computed without autograd, the network returns the gradients of the
+        energy with respect to them, and the symmetrizer pulls these back to the
+        positions chunk by chunk (:meth:`Symmetrizer.atom_frames_linear_term`):
+        no graph of the frames is kept."""
+        symmetrizer = self.symmetrizer
+        assert symmetrizer is not None
+        with torch.no_grad():
+            frames, _ = symmetrizer.atom_frames(systems)
+        gradients: Dict[str, torch.Tensor] = {}
+        results = self.network(
+            systems,
+            outputs,
+            None,
+            (frames.pools, frames.rotations, frames.weights),
+            gradients,
+        )
+        linear = symmetrizer.atom_frames_linear_term(
+            systems, frames.pools, gradients["rotations"], gradients["weights"]
+        )
+        block = results[name].block()
+        values = block.values + (linear - linear.detach()).reshape(-1, 1)
+        block = TensorBlock(values, block.samples, block.components, block.properties)
+        results[name] = TensorMap(results[name].keys, [block])
+        return results
 
     @classmethod
     def load_checkpoint(

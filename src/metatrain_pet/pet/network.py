@@ -23,7 +23,14 @@ from ..nn.environments import (
     geometric_input,
 )
 from ..nn.inputs import InputFeatures
-from ..nn.layerwise import FrameRows, average_over_rows, rotated_geometry
+from ..nn.layerwise import (
+    FrameRows,
+    average_over_rows,
+    frame_rows,
+    geometry_gradients_in_lab,
+    raw_weight_gradients,
+    rotation_gradients,
+)
 from ..nn.message_passing import MessagePassing, Tokens
 from ..nn.readout import Readout, frame_view, pet_features, subset_view
 from ..nn.receptive_field import AtomSubset, atoms_needed_per_block
@@ -147,12 +154,18 @@ class PETNetwork(torch.nn.Module):
         outputs: Dict[str, ModelOutput],
         selected_atoms: Optional[Labels] = None,
         frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
+        frame_gradients: Optional[Dict[str, torch.Tensor]] = None,
     ) -> Dict[str, TensorMap]:
         """Per-atom (or summed per-structure) predictions of the requested targets,
         plus the ``feature`` and ``mtt::aux::<target>_last_layer_features`` outputs.
 
         :param frames: ``(atoms, rotations, weights)``, the ECSE frames of every
             atom of the batch sorted by atom, for layer-wise ECSE (App. F.10)
+        :param frame_gradients: for frames computed without autograd (see
+            :meth:`lean_frames_target`): the evaluation is lean, and this
+            dictionary receives the gradients of the lean target's total with
+            respect to the rotations (``"rotations"``) and weights (``"weights"``)
+            of the frames, which the caller pulls back to the positions
         """
         batch = flatten_systems(systems, self.neighbor_list_options)
         self._check_inputs(batch)
@@ -162,10 +175,12 @@ class PETNetwork(torch.nn.Module):
         # the long-range part needs the charges, hence the tokens, of all atoms
         receptive = None if self.long_range.enabled else selected_atoms
         subsets = self._subsets(batch, environments, receptive)
-        lean = self._lean_target(outputs, environments, subsets, frames)
+        lean = self._lean_target(
+            outputs, environments, subsets, frames, frame_gradients is not None
+        )
         if lean is not None:
             tokens, predictions = self._lean_energies(
-                lean, environments, subsets, frames
+                lean, environments, subsets, frames, frame_gradients
             )
             last_layer_features: Dict[str, torch.Tensor] = {}
         else:
@@ -194,24 +209,37 @@ class PETNetwork(torch.nn.Module):
         environments: Environments,
         subsets: List[AtomSubset],
         frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        forced: bool,
     ) -> Optional[str]:
         """The target of a lean evaluation (:meth:`_lean_energies`), or None when
-        the evaluation is not one: more tokens than ``lean_forces_above``,
-        evaluation mode, positions or cell requiring gradients, one scalar
-        per-structure target requested (an energy), all atoms and no long-range
-        part. With layer-wise ECSE, the tokens are those of the (atom, frame)
-        rows."""
+        the evaluation is not one: at most ``lean_forces_above`` tokens (with
+        layer-wise ECSE, those of the (atom, frame) rows), positions and cell not
+        requiring gradients, or no :meth:`_lean_output`. ``forced`` (frames
+        without autograd) skips the first two conditions."""
+        if forced:
+            name = self._lean_output(outputs, subsets[-1].atoms is None)
+            if name is None:
+                raise ValueError("frames without autograd need a lean evaluation")
+            return name
         rows = environments.token_weights.shape[0]
         if frames is not None:
             rows = frames[0].shape[0]
         tokens = rows * environments.token_weights.shape[1]
         if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
             return None
-        if self.training or len(outputs) != 1:
-            return None
-        if self.long_range.enabled or subsets[-1].atoms is not None:
-            return None
         if not environments.geometry.requires_grad:
+            return None
+        return self._lean_output(outputs, subsets[-1].atoms is None)
+
+    def _lean_output(
+        self, outputs: Dict[str, ModelOutput], all_atoms: bool
+    ) -> Optional[str]:
+        """The output a lean evaluation can compute: in evaluation mode, for all
+        atoms and without long-range part, one scalar per-structure target alone
+        (an energy); None otherwise."""
+        if self.training or len(outputs) != 1 or not all_atoms:
+            return None
+        if self.long_range.enabled:
             return None
         for name, layout in self.layouts.items():
             if name in outputs and outputs[name].sample_kind == "system":
@@ -219,12 +247,43 @@ class PETNetwork(torch.nn.Module):
                     return name
         return None
 
+    def lean_frames_target(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels],
+    ) -> Optional[str]:
+        """The target of an evaluation with layer-wise ECSE that will certainly be
+        lean, so that its frames can be computed without autograd (and passed
+        with ``frame_gradients``): positions or cell require gradients, a
+        :meth:`_lean_output` exists, and even at the least two frames per atom
+        (every frame comes with its mirror image) the rows hold more than
+        ``lean_forces_above`` tokens. None otherwise."""
+        if self.lean_forces_above < 0:
+            return None
+        gradients = False
+        for system in systems:
+            gradients = gradients or system.positions.requires_grad
+            gradients = gradients or system.cell.requires_grad
+        name = self._lean_output(outputs, selected_atoms is None)
+        if not gradients or name is None:
+            return None
+        batch = flatten_systems(systems, self.neighbor_list_options)
+        n_atoms = batch.types.shape[0]
+        width = 1
+        if batch.centers.shape[0] > 0:
+            width += int(torch.bincount(batch.centers).max())
+        if 2 * n_atoms * width <= self.lean_forces_above:
+            return None
+        return name
+
     def _lean_energies(
         self,
         name: str,
         environments: Environments,
         subsets: List[AtomSubset],
         frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        frame_gradients: Optional[Dict[str, torch.Tensor]],
     ) -> Tuple[Tokens, Dict[str, torch.Tensor]]:
         """Per-atom predictions of ``name`` whose sum per structure has the exact
         gradient with respect to positions and cell, without keeping the graph of
@@ -238,7 +297,8 @@ class PETNetwork(torch.nn.Module):
         edge, and with layer-wise ECSE the rotated geometric input and the weight
         of every (atom, frame) row. The prediction returned is E + G·x(r) −
         [G·x(r)]: equal to E, with gradient G ∂x/∂r. Only first derivatives are
-        right (no Hessians through it)."""
+        right (no Hessians through it). With ``frame_gradients``, the part of
+        G·x(r) that goes through the frames is left to the caller."""
         detached = detached_environments(environments)
         with torch.no_grad():
             tokens = self.message_passing(detached, subsets, _detached(frames))
@@ -260,13 +320,12 @@ class PETNetwork(torch.nn.Module):
             geometry = (environments.geometry * input_grads.geometry).sum(dim=1)
             linear = linear + segment_sum(geometry, centers, energies.shape[0])
         else:
-            rows = subsets[-1].frame_rows(frames, environments)
             frame_weights = input_grads.frame_weights + grad_leaves[2 * n + 1]
             linear = linear + _frame_linear_term(
                 environments,
-                rows,
+                frames,
                 [input_grads.geometry, frame_weights],
-                energies.shape[0],
+                frame_gradients,
             )
         lean = energies.detach() + (linear - linear.detach()).unsqueeze(1)
         return tokens, {name: lean}
@@ -533,19 +592,39 @@ def _detached(
 
 def _frame_linear_term(
     environments: Environments,
-    rows: FrameRows,
+    frames: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     gradients: List[torch.Tensor],
-    n_atoms: int,
+    frame_gradients: Optional[Dict[str, torch.Tensor]],
 ) -> torch.Tensor:
-    """Per atom, the part of the lean linear term G·x(r) that layer-wise ECSE
-    adds: the rotated geometric input of every row edge and the weight of every
-    row (both functions of the positions through the frames) against their
-    ``gradients``."""
-    geometry = rotated_geometry(environments.geometry, rows, environments.cartesian)
-    per_edge = (geometry * gradients[0]).sum(dim=1)
-    per_row = segment_sum(per_edge, rows.edge_rows, rows.atoms.shape[0])
-    per_row = per_row + rows.weights * gradients[1]
-    return segment_sum(per_row, rows.atoms, n_atoms)
+    """Per atom, the lean linear term G·x(r) of layer-wise ECSE, from the
+    ``gradients`` with respect to the rotated geometric input R v of every row
+    edge and to the normalised weight of every row (all atoms: one row per
+    frame): through v (laboratory inputs of the edges) and, unless
+    ``frame_gradients`` takes them (frames computed without autograd, pulled back
+    by the caller), through the rotations and raw weights of the frames."""
+    n_atoms = environments.token_weights.shape[0]
+    rows = frame_rows(
+        frames[0],
+        frames[1].detach(),
+        frames[2].detach(),
+        environments.centers,
+        n_atoms,
+    )
+    cartesian = environments.cartesian
+    geometry = environments.geometry
+    lab = geometry_gradients_in_lab(
+        gradients[0], rows, cartesian, environments.centers.shape[0]
+    )
+    per_edge = (geometry * lab).sum(dim=1)
+    linear = segment_sum(per_edge, environments.centers, n_atoms)
+    rotations = rotation_gradients(geometry.detach(), gradients[0], rows, cartesian)
+    weights = raw_weight_gradients(frames[2].detach(), rows, gradients[1], n_atoms)
+    if frame_gradients is not None:
+        frame_gradients["rotations"] = rotations
+        frame_gradients["weights"] = weights
+        return linear
+    per_row = (frames[1] * rotations).sum(dim=(1, 2)) + frames[2] * weights
+    return linear + segment_sum(per_row, rows.atoms, n_atoms)
 
 
 def per_atom_samples(batch: SystemBatch, output: AtomSubset) -> Labels:
