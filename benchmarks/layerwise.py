@@ -105,9 +105,8 @@ def _structures(labels):
 
 
 def report(name, ours, peer, unit):
-    print(
-        f"{name}: ours={ours:.4g}{unit} peer={peer:.4g}{unit} ratio={ours / peer:.3f}"
-    )
+    ratio = ours / peer if peer != 0 else float("nan")
+    print(f"{name}: ours={ours:.4g}{unit} peer={peer:.4g}{unit} ratio={ratio:.3f}")
 
 
 def benchmark(args) -> dict:

@@ -58,9 +58,8 @@ def spread(model, structures) -> float:
 
 
 def report(name, ours, peer, unit):
-    print(
-        f"{name}: ours={ours:.4g}{unit} peer={peer:.4g}{unit} ratio={ours / peer:.3f}"
-    )
+    ratio = ours / peer if peer != 0 else float("nan")
+    print(f"{name}: ours={ours:.4g}{unit} peer={peer:.4g}{unit} ratio={ratio:.3f}")
 
 
 def main():
@@ -99,7 +98,9 @@ def main():
                 peer = raw_spread if key == "rotational_spread" else raw_errors[key]
                 report(f"layerwise/{name}/{preset}/{key}", values[key], peer, unit)
     if args.out is not None:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+        partial = Path(args.out + ".tmp")
+        partial.write_text(json.dumps(results, indent=1))
+        partial.replace(args.out)
 
 
 if __name__ == "__main__":

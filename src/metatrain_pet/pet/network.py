@@ -268,11 +268,13 @@ class PETNetwork(torch.nn.Module):
         name = self._lean_output(outputs, selected_atoms is None)
         if not gradients or name is None:
             return None
-        batch = flatten_systems(systems, self.neighbor_list_options)
-        n_atoms = batch.types.shape[0]
-        width = 1
-        if batch.centers.shape[0] > 0:
-            width += int(torch.bincount(batch.centers).max())
+        n_atoms, width = 0, 1
+        for system in systems:
+            pairs = system.get_neighbor_list(self.neighbor_list_options).samples
+            n_atoms += len(system)
+            if len(pairs) > 0:
+                centers = pairs.column("first_atom").to(torch.long)
+                width = max(width, 1 + int(torch.bincount(centers).max()))
         if 2 * n_atoms * width <= self.lean_forces_above:
             return None
         return name
