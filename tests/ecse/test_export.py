@@ -104,13 +104,18 @@ def test_cli_end_to_end(toy_model, aux_model, tmp_path):
     assert main(["ecse", raw, "-o", output, "--fallback", "adaptive"]) == 0
 
     assert main(["ecse", raw, "-o", output, "--frame-types", "6", "8"]) == 0
-    heavy_frames = evaluate(
-        load_atomistic_model(output), ethanol(), ("mtt::aux::ecse_num_frames",)
-    )["mtt::aux::ecse_num_frames"][0]
-    all_frames = evaluate(
-        symmetrize(toy_model), ethanol(), ("mtt::aux::ecse_num_frames",)
-    )["mtt::aux::ecse_num_frames"][0]
-    assert 0 < heavy_frames < all_frames
+    heavy_frames = _num_frames(load_atomistic_model(output))
+    assert 0 < heavy_frames < _num_frames(symmetrize(toy_model))
+
+    # a smaller β than the tight preset's keeps more frames (smoother R_in)
+    assert main(["ecse", raw, "-o", output, "--preset", "tight", "--beta", "5"]) == 0
+    tight_frames = _num_frames(symmetrize(toy_model, preset="tight"))
+    assert _num_frames(load_atomistic_model(output)) > tight_frames
+
+
+def _num_frames(model) -> float:
+    frames = "mtt::aux::ecse_num_frames"
+    return evaluate(model, ethanol(), (frames,))[frames][0]
 
 
 def test_wrapper_around_a_plain_module_is_scriptable(toy_model):

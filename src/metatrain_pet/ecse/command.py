@@ -51,6 +51,14 @@ def register(subparsers) -> None:
         help="atomic numbers of the neighbours that define frames (App. F.5)",
     )
     parser.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="sharpness β of the SmoothMin giving R_in (Eqs. 22-23; default: the "
+        "preset's); 5 with --preset tight conserves energy in MD like the loose "
+        "preset for a fraction of its frames",
+    )
+    parser.add_argument(
         "--dtype",
         choices=["float32", "float64"],
         default=None,
@@ -88,6 +96,8 @@ def _ecse_parameters(args: argparse.Namespace) -> Dict[str, Any]:
         params["mode"] = args.mode
     if args.r_out is not None:
         params["r_out"] = args.r_out
+    if args.beta is not None:
+        params["beta"] = args.beta
     if args.inversion:
         params["inversion"] = True
     if args.extra_rotations is not None:
