@@ -126,11 +126,10 @@ def rotation_gradients(
     function whose gradients with respect to the rotated inputs R v of the row
     edges are ``gradients``, the laboratory inputs v (``geometry``) held fixed:
     Σ_e g_e v_eᵀ over the row's edges (zero without Cartesian inputs)."""
-    n_rows = rows.rotations.shape[0]
     if not cartesian:
         return torch.zeros_like(rows.rotations)
     outer = gradients[:, :3].unsqueeze(2) * geometry[rows.edges, :3].unsqueeze(1)
-    return segment_sum(outer, rows.edge_rows, n_rows)
+    return segment_sum(outer, rows.edge_rows, rows.rotations.shape[0])
 
 
 def raw_weight_gradients(

@@ -26,7 +26,6 @@ from ..nn.inputs import InputFeatures
 from ..nn.layerwise import (
     FrameRows,
     average_over_rows,
-    frame_rows,
     geometry_gradients_in_lab,
     raw_weight_gradients,
     rotation_gradients,
@@ -325,6 +324,7 @@ class PETNetwork(torch.nn.Module):
             frame_weights = input_grads.frame_weights + grad_leaves[2 * n + 1]
             linear = linear + _frame_linear_term(
                 environments,
+                tokens.frame_rows[-1],
                 frames,
                 [input_grads.geometry, frame_weights],
                 frame_gradients,
@@ -594,24 +594,19 @@ def _detached(
 
 def _frame_linear_term(
     environments: Environments,
+    rows: FrameRows,
     frames: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     gradients: List[torch.Tensor],
     frame_gradients: Optional[Dict[str, torch.Tensor]],
 ) -> torch.Tensor:
     """Per atom, the lean linear term G·x(r) of layer-wise ECSE, from the
     ``gradients`` with respect to the rotated geometric input R v of every row
-    edge and to the normalised weight of every row (all atoms: one row per
-    frame): through v (laboratory inputs of the edges) and, unless
-    ``frame_gradients`` takes them (frames computed without autograd, pulled back
-    by the caller), through the rotations and raw weights of the frames."""
+    edge and to the normalised weight of every row: through v (laboratory inputs
+    of the edges) and, unless ``frame_gradients`` takes them (frames computed
+    without autograd, pulled back by the caller), through the rotations and raw
+    weights of the ``frames``. ``rows`` are the blocks' rows of all atoms (built
+    from the detached frames), one per frame."""
     n_atoms = environments.token_weights.shape[0]
-    rows = frame_rows(
-        frames[0],
-        frames[1].detach(),
-        frames[2].detach(),
-        environments.centers,
-        n_atoms,
-    )
     cartesian = environments.cartesian
     geometry = environments.geometry
     lab = geometry_gradients_in_lab(
