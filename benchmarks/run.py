@@ -12,7 +12,11 @@ Every comparison prints one line ``name: ours=VALUE peer=VALUE ratio=R`` with
   ``memory/<system>`` the peak resident memory added by one step (ru_maxrss delta,
   measured in a fresh subprocess per model and system), ``memory_per_atom/<system>``
   the same per atom. Systems: ethanol, water boxes (``--sizes``) and water films
-  with vacuum (``slab<N>``, ``--slab-sizes``), whose neighbour counts vary.
+  with vacuum (``slab<N>``, ``--slab-sizes``), whose neighbour counts vary. The
+  peer is not run on boxes above ``--peer-max-atoms`` (ratio NaN).
+- ``scaling/<system>``: the same on the water boxes with a small model
+  (``--scaling-sizes``); ``threads<N>/inference/<system>``: ethanol and the boxes
+  up to 1536 atoms again with every further thread count of ``--threads``.
 - ``train/<dataset>``: wall time of one training epoch with each architecture's own
   trainer, same batch size and loss (energy + forces).
 - ``ecse/<system>``: cost of ECSE around our raw model (``peer`` is the raw model),
@@ -69,11 +73,20 @@ def report(name, ours, peer, unit, fmt="{:.4g}"):
 
 # --------------------------------------------------------------------- inference
 def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
+    """Energy + forces time (and, for the main section, memory) of both models on
+    ethanol and water boxes; ``inference`` also times the films, TorchScript and
+    memory, ``scaling`` (small model) the boxes alone, ``threads<N>/inference``
+    ethanol and the boxes up to 1536 atoms with N threads. The peer is left out
+    above ``--peer-max-atoms`` in the main section (its full graph would not fit
+    in memory). Returns the time per atom of every box, per model (CPU time on
+    a CPU, wall time on a GPU)."""
     sizes = args.sizes if sizes is None else sizes
     hypers = args.model_sizes if hypers is None else hypers
     main = prefix == "inference"
+    if prefix.startswith("threads"):
+        sizes = [n for n in sizes if n <= 1536]
     atoms_by_name = inference.structures(sizes, args.slab_sizes if main else [])
-    if not main:
+    if prefix == "scaling":
         del atoms_by_name["ethanol"]
     runtime = {"max_tokens": args.max_tokens, "lean_forces_above": args.lean_above}
     models = inference.build_models(torch.float32, **runtime, **hypers)
@@ -90,40 +103,49 @@ def run_inference(args, device, prefix="inference", sizes=None, hypers=None):
         if n_atoms < 100:  # milliseconds per step: many repeats against the noise
             repeats = max(repeats, 7 * args.repeats)
         warmup = 1 if n_atoms > 1000 else 2
+        names = [OURS] if main and n_atoms > args.peer_max_atoms else [OURS, PEER]
         variants = [("", models)]
         if scripted and n_atoms <= 200 and not (args.quick and n_atoms > 100):
             variants.append(("/torchscript", scripted))
         for suffix, family in variants:
-            family = {k: m.to(device) for k, m in family.items()}
+            family = {k: family[k].to(device) for k in names}
             systems = {
                 k: inference.prepare(m, atoms).to(device=device)
                 for k, m in family.items()
             }
             wall, cpu = _interleaved(family, systems, repeats, warmup, device)
-            ours, peer = np.median(wall[OURS]), np.median(wall[PEER])
-            report(f"{prefix}/{label}{suffix}", ours * 1e3, peer * 1e3, "ms")
-            if suffix == "" and label.startswith("water"):
-                per_atom[OURS][n_atoms] = ours / n_atoms
-                per_atom[PEER][n_atoms] = peer / n_atoms
+            wall, cpu = _medians(wall), _medians(cpu)
             report(
-                f"{prefix}/{label}{suffix}/cpu",
-                np.median(cpu[OURS]) * 1e3,
-                np.median(cpu[PEER]) * 1e3,
-                "ms",
+                f"{prefix}/{label}{suffix}", wall[OURS] * 1e3, wall[PEER] * 1e3, "ms"
+            )
+            if suffix == "" and label.startswith("water"):
+                # CPU time on a CPU (the machine may be shared), wall time on GPU
+                times = cpu if device.type == "cpu" else wall
+                for name in names:
+                    per_atom[name][n_atoms] = times[name] / n_atoms
+            report(
+                f"{prefix}/{label}{suffix}/cpu", cpu[OURS] * 1e3, cpu[PEER] * 1e3, "ms"
             )
             del systems
-    if args.memory and main:
-        for label, atoms in atoms_by_name.items():
-            if args.quick and label != "water192":
-                continue
+        if args.memory and main and not (args.quick and label != "water192"):
             values = {
                 name: _memory_subprocess(name, label, device, hypers, runtime)
+                if name in names
+                else math.nan
                 for name in (OURS, PEER)
             }
             report(f"memory/{label}", values[OURS], values[PEER], "MiB", "{:.1f}")
             kib = {name: value * 1024 / len(atoms) for name, value in values.items()}
             report(f"memory_per_atom/{label}", kib[OURS], kib[PEER], "KiB", "{:.0f}")
     return per_atom
+
+
+def _medians(times):
+    """Median of every model's times; NaN for a model left out."""
+    return {
+        name: float(np.median(times[name])) if name in times else math.nan
+        for name in (OURS, PEER)
+    }
 
 
 def _interleaved(models, systems, repeats, warmup, device, step=inference.step):
@@ -433,7 +455,8 @@ def write_outputs(out, per_atom, scaling, meta):
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("atoms")
-        axis.set_ylabel("ms per atom (energy + forces)")
+        clock = "CPU" if meta["device"] == "cpu" else "wall"
+        axis.set_ylabel(f"{clock} ms per atom (energy + forces)")
         axis.legend()
         figure.tight_layout()
         figure.savefig(out / "inference_per_atom.png", dpi=120)
@@ -457,7 +480,21 @@ def main():
     parser.add_argument("--quick", action="store_true", help="tiny CI smoke run")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default="benchmark-results")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        type=int,
+        default=[1],
+        help="threads of every section; each further count repeats the inference "
+        "of ethanol and the boxes up to 1536 atoms (lines threads<N>/...)",
+    )
+    parser.add_argument(
+        "--peer-max-atoms",
+        type=int,
+        default=6000,
+        help="largest box on which the main inference section runs the peer "
+        "(its full graph needs ~2 MB per atom with the default model)",
+    )
     parser.add_argument(
         "--sections",
         nargs="*",
@@ -550,7 +587,7 @@ def main():
     parser.add_argument("--hypers-json", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.WARNING)
     device = torch.device(args.device)
@@ -591,7 +628,7 @@ def main():
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores (shared)",
         "torch": torch.__version__,
-        "threads": args.threads,
+        "threads": args.threads[0],
         "device": args.device,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%d %H:%M UTC"
@@ -605,6 +642,11 @@ def main():
     if "inference" in args.sections:
         per_atom = run_inference(args, device)
         write_outputs(out, per_atom, None, meta)  # partial results, rewritten below
+        for threads in args.threads[1:]:
+            torch.set_num_threads(threads)
+            run_inference(args, device, f"threads{threads}/inference")
+            torch.set_num_threads(args.threads[0])
+            write_outputs(out, per_atom, None, meta)
     if "scaling" in args.sections and args.scaling_sizes:
         scaling = run_inference(args, device, "scaling", args.scaling_sizes, small)
     else:
