@@ -3,10 +3,13 @@ architectures (matched hypers, the default model unless sizes are given), from
 torch's profiler: the operators with the largest self CPU time, in ms per atom.
 
     python benchmarks/profile_step.py --labels water192 water1536 \\
-        [--max-tokens 1000000000] [--model '{"d_pet": 32}'] [--top 12]
+        [--max-tokens 1000000000] [--lean-forces-above -1] \\
+        [--model '{"d_pet": 32}'] [--top 12]
 
 ``--max-tokens`` sets the tokens per chunk of environments of ours (a huge value:
-one padded tensor, as before chunking), to show the profile before and after.
+one padded tensor, as before chunking) and ``--lean-forces-above`` when ours drops
+the graph of its blocks (-1: never, as before lean forces), to show the profile
+before and after.
 Printed as Markdown tables, one per system.
 """
 
@@ -38,13 +41,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", nargs="*", default=["water192", "water1536"])
     parser.add_argument("--max-tokens", type=int, default=0)
+    parser.add_argument("--lean-forces-above", type=int, default=None)
     parser.add_argument("--model", default="{}", help="model sizes, as JSON")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = inference.build_models(
-        torch.float32, max_tokens=args.max_tokens, **json.loads(args.model)
+        torch.float32,
+        max_tokens=args.max_tokens,
+        lean_forces_above=args.lean_forces_above,
+        **json.loads(args.model),
     )
     for label in args.labels:
         atoms = inference.structure(label)
