@@ -5,7 +5,14 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .chunks import chunk_sequences, default_max_tokens, plan_chunks
+from .chunks import (
+    chunk_inputs,
+    chunk_rows,
+    chunk_sequences,
+    default_max_tokens,
+    gathers_once,
+    plan_chunks,
+)
 from .environments import Environments
 from .transformer import Transformer, TransformerOptions
 
@@ -176,16 +183,21 @@ class MessagePassingBlock(torch.nn.Module):
         if weights.shape[0] * weights.shape[1] <= max_tokens:
             return self._transform_chunk(central, edge_tokens, weights, centers, slots)
         chunks = plan_chunks(centers, weights.shape[0], max_tokens)
+        inputs = [central, weights, edge_tokens, slots]
+        once = gathers_once(inputs)
+        gathered: List[List[torch.Tensor]] = []
+        if once:
+            gathered = chunk_inputs(inputs, chunks)
         central_parts: List[torch.Tensor] = []
         edge_parts: List[torch.Tensor] = []
-        for c, atoms in enumerate(chunks.atoms):
-            edges = chunks.edges[c]
+        for c, length in enumerate(chunks.lengths):
+            rows_of = gathered[c] if once else chunk_rows(inputs, chunks, c)
             chunk_central, chunk_edges = self._transform_chunk(
-                central[atoms],
-                edge_tokens[edges],
-                weights[atoms, : chunks.lengths[c]],
+                rows_of[0],
+                rows_of[2],
+                rows_of[1][:, :length],
                 chunks.rows[c],
-                slots[edges],
+                rows_of[3],
             )
             central_parts.append(chunk_central)
             edge_parts.append(chunk_edges)

@@ -29,6 +29,14 @@ class Chunks(NamedTuple):
     """per chunk, its atoms ``(n_c,)``"""
     edges: List[torch.Tensor]
     """per chunk, the edges ``(e_c,)`` whose centre is one of its atoms"""
+    atom_order: torch.Tensor
+    """``(n_atoms,)`` the atoms of all chunks, one chunk after the other"""
+    edge_order: torch.Tensor
+    """``(n_edges,)`` the edges of all chunks, one chunk after the other"""
+    atom_counts: List[int]
+    """per chunk, its number of atoms"""
+    edge_counts: List[int]
+    """per chunk, its number of edges"""
     rows: List[torch.Tensor]
     """per chunk, the row of every edge's centre among the chunk's atoms"""
     lengths: List[int]
@@ -69,8 +77,61 @@ def plan_chunks(centers: torch.Tensor, n_atoms: int, max_tokens: int) -> Chunks:
     longest_of_chunk: List[int] = (counts[order[last]] + 1).tolist()
     atoms = list(order.split(per_chunk))
     edges = list(edge_order.split(edge_counts))
+    atom_counts = [int(a.shape[0]) for a in atoms]
     rows = [position[centers[e]] - c * per_chunk for c, e in enumerate(edges)]
-    return Chunks(atoms, edges, rows, longest_of_chunk, position, _inverse(edge_order))
+    return Chunks(
+        atoms,
+        edges,
+        order,
+        edge_order,
+        atom_counts,
+        edge_counts,
+        rows,
+        longest_of_chunk,
+        position,
+        _inverse(edge_order),
+    )
+
+
+def chunk_inputs(
+    inputs: List[torch.Tensor], chunks: Chunks
+) -> List[List[torch.Tensor]]:
+    """Per chunk, its rows of ``inputs``: two per-atom tensors, then two per-edge
+    tensors (central tokens, token weights, edge tokens, slots).
+
+    With autograd, every tensor is gathered once, in chunk order, and split into
+    views: the backward of one gather writes each gradient once, where one gather
+    per chunk would fill a gradient of the whole tensor per chunk (a cost of
+    chunks × rows that made the cost per atom grow with the box). Without
+    autograd, each chunk is gathered when its turn comes (:func:`chunk_rows`), so
+    that no sorted copy of the whole tensor is held."""
+    n_chunks = len(chunks.lengths)
+    per_atom = [t[chunks.atom_order].split(chunks.atom_counts) for t in inputs[:2]]
+    per_edge = [t[chunks.edge_order].split(chunks.edge_counts) for t in inputs[2:]]
+    return [
+        [per_atom[0][c], per_atom[1][c], per_edge[0][c], per_edge[1][c]]
+        for c in range(n_chunks)
+    ]
+
+
+def chunk_rows(
+    inputs: List[torch.Tensor], chunks: Chunks, c: int
+) -> List[torch.Tensor]:
+    """The rows of chunk ``c`` of ``inputs`` (laid out as in :func:`chunk_inputs`),
+    gathered for that chunk alone."""
+    atoms, edges = chunks.atoms[c], chunks.edges[c]
+    return [inputs[0][atoms], inputs[1][atoms], inputs[2][edges], inputs[3][edges]]
+
+
+def gathers_once(inputs: List[torch.Tensor]) -> bool:
+    """Whether the chunks' rows are gathered once (:func:`chunk_inputs`): when
+    autograd records any of the inputs."""
+    if not torch.is_grad_enabled():
+        return False
+    for tensor in inputs:
+        if tensor.requires_grad:
+            return True
+    return False
 
 
 def chunk_sequences(
