@@ -64,15 +64,9 @@ def build_models(
     the tokens per chunk of environments of ours (0: its default; a huge number:
     one padded tensor, as before chunking)."""
     hypers = matched_hypers(**sizes)
-    info = DatasetInfo(
-        length_unit="angstrom",
-        atomic_types=ATOMIC_TYPES,
-        targets={"energy": get_energy_target_info("energy", {"unit": "eV"})},
-    )
     models = {}
     for name in (OURS, PEER):
-        torch.manual_seed(seed)
-        model = import_architecture(name).__model__(hypers[name], info)
+        model = untrained_model(name, hypers[name], seed)
         if name == OURS:
             set_max_tokens(model, max_tokens)
             if lean_forces_above is not None:
@@ -83,6 +77,17 @@ def build_models(
             exported = torch.jit.script(exported)
         models[name] = exported
     return models
+
+
+def untrained_model(name: str, hypers: dict, seed: int = 0):
+    """An untrained energy model of architecture ``name`` (not exported)."""
+    info = DatasetInfo(
+        length_unit="angstrom",
+        atomic_types=ATOMIC_TYPES,
+        targets={"energy": get_energy_target_info("energy", {"unit": "eV"})},
+    )
+    torch.manual_seed(seed)
+    return import_architecture(name).__model__(hypers, info)
 
 
 def prepare(model, atoms, dtype=torch.float32) -> System:
