@@ -39,12 +39,6 @@ def widened_to(count: int) -> dict:
     return best
 
 
-def cpu_seconds(model, system) -> float:
-    start = time.process_time()
-    inference.step(model, system)
-    return time.process_time() - start
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", nargs="*", default=["ethanol", "water192"])
@@ -73,12 +67,9 @@ def main():
     for atoms_label in args.labels:
         atoms = inference.structure(atoms_label)
         systems = {label: inference.prepare(m, atoms) for label, m in models.items()}
-        times = {label: [] for label in models}
-        for label, model in models.items():
-            cpu_seconds(model, systems[label])  # warm-up
-        for _ in range(args.repeats):
-            for label, model in models.items():
-                times[label].append(cpu_seconds(model, systems[label]))
+        times = inference.interleaved_times(
+            models, systems, args.repeats, warmup=1, clock=time.process_time
+        )
         medians = {label: statistics.median(v) for label, v in times.items()}
         for label, seconds in medians.items():
             ratio = seconds / medians["peer (defaults)"]
