@@ -4,7 +4,9 @@ and rename it, so a SIGKILL in the middle of a write leaves the previous file as
 was and no half-written ``.pt``/``.ckpt`` for ``mtt train --restart auto`` to pick."""
 
 import gzip
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +96,28 @@ def test_a_kill_during_a_write_keeps_the_previous_file(
     assert written - {source_file.name} == {name}
     # the half-written temporary the kill left behind
     assert [p.suffix for p in tmp_path.glob(f".{name}.*")] == [".tmp"]
+
+
+def test_written_files_get_the_permissions_open_would_give(tmp_path):
+    """A model or checkpoint is readable by whoever could read a file written by
+    ``open`` (umask 022: 0644), not owner-only like the temporary file it was
+    written to; a replaced file keeps its own permissions."""
+    from metatrain_pet.files import write_atomically
+
+    def write(path):
+        Path(path).write_bytes(b"model")
+
+    previous = os.umask(0o022)
+    try:
+        new = tmp_path / "model.pt"
+        write_atomically(new, write)
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+
+        kept = tmp_path / "kept.ckpt"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        write_atomically(kept, write)
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+        assert kept.read_bytes() == b"model"
+    finally:
+        os.umask(previous)

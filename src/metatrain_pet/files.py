@@ -4,6 +4,7 @@ a full disk leaves the old file as it was), and a command never writes over its 
 input."""
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -15,19 +16,34 @@ import torch
 def write_atomically(output: Union[str, Path], write: Callable[[str], None]) -> None:
     """Call ``write(path)`` on a temporary file in the folder of ``output``, then
     rename it to ``output`` (atomic on POSIX). The temporary name ends in ``.tmp``,
-    so that globs for ``*.pt`` or ``*.ckpt`` never find a half-written file."""
+    so that globs for ``*.pt`` or ``*.ckpt`` never find a half-written file. The
+    file gets the permissions ``open`` would give it: those of the file it
+    replaces, or read-write as the umask allows (not the owner-only mode of a
+    temporary file)."""
     target = Path(output).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
+    mode = _permissions(target)
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
     )
     os.close(descriptor)
     try:
         write(temporary)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _permissions(target: Path) -> int:
+    """Mode bits of ``target`` if it exists, else those of a new file under the
+    process's umask."""
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def save_model(model, output: str, inputs: Sequence[str] = ()) -> None:
