@@ -26,6 +26,7 @@ VARIANTS = {
         "carry_central_token": True,
         "num_gnn_layers": 3,
     },
+    "one block": {"num_gnn_layers": 1},
 }
 
 
@@ -204,6 +205,7 @@ def _count_calls(module, method: str, calls: dict, key: str) -> None:
         ("defaults", True, "recomputed"),
         ("defaults", False, "with their graph"),
         ("last block, averaged bonds, carried centre", False, "recomputed"),
+        ("one block", True, "with their graph"),
     ],
 )
 def test_lean_forces_through_layerwise_ecse(slab, variant, scripted, frames):
@@ -232,3 +234,27 @@ def test_lean_forces_through_layerwise_ecse(slab, variant, scripted, frames):
     assert float(gradients[0].abs().max()) > 1e-3
     for lean_gradient, gradient in zip(lean_gradients, gradients):
         torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layerwise", [False, True], ids=["raw", "layer-wise ECSE"])
+def test_the_last_block_runs_once(slab, layerwise):
+    """The last block is not run without autograd before its pullback: it runs
+    once, chunk by chunk with its heads (on the (atom, frame) rows with
+    layer-wise ECSE); the other blocks run once without autograd and once more
+    in their pullback."""
+    ecse = {"ecse": LAYERWISE} if layerwise else {}
+    model = energy_model([1, 8], num_gnn_layers=3, **ecse)
+    set_max_tokens(model, 300)
+    set_lean_forces(model, 0)
+    blocks = model.network.message_passing.blocks
+    calls = {f"{method} {k}": 0 for k in range(3) for method in ("run", "chunk")}
+    for k, block in enumerate(blocks):
+        _count_calls(block, "forward", calls, f"run {k}")
+        _count_calls(block, "chunk_outputs", calls, f"chunk {k}")
+    if layerwise:
+        _layerwise_energy_and_gradients(model, model, slab[:48])
+    else:
+        _energy_and_gradients(model.network, [system_from_atoms(model, slab)])
+    assert calls["run 0"] == calls["run 1"] == 1
+    assert calls["run 2"] == 0
+    assert calls["chunk 0"] == calls["chunk 1"] == calls["chunk 2"] > 1

@@ -6,6 +6,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 
 from .chunks import (
+    Chunks,
     chunk_inputs,
     chunk_rows,
     chunk_sequences,
@@ -29,6 +30,19 @@ class BlockGradients(NamedTuple):
     """``(n_edges, d_pet)``: the input messages, if the block has some"""
     carried: Optional[torch.Tensor]
     """``(n_atoms, d_pet)``: the carried central tokens, if any"""
+
+
+class ChunkInputs(NamedTuple):
+    """Inputs of one chunk of a block, leaves of its autograd graph."""
+
+    geometry: torch.Tensor
+    """``(e_c, n_geometric)``: the geometric input of its edges"""
+    token_weights: torch.Tensor
+    """``(n_c, length)``: its token weights, up to its longest environment"""
+    messages: Optional[torch.Tensor]
+    """``(e_c, d_pet)``: the input messages of its edges, if the block has some"""
+    carried: Optional[torch.Tensor]
+    """``(n_c, d_pet)``: the carried central tokens of its atoms, if any"""
 
 
 class MessagePassingBlock(torch.nn.Module):
@@ -224,6 +238,13 @@ class MessagePassingBlock(torch.nn.Module):
         sequences = self.transformer(tokens, weights)
         return sequences[:, 0], sequences[rows, slots + 1]
 
+    def chunk_plan(self, environments: Environments) -> Chunks:
+        """The chunks in which :meth:`pullback` evaluates the block again."""
+        weights = environments.token_weights
+        return plan_chunks(
+            environments.centers, weights.shape[0], self._max_tokens(weights.device)
+        )
+
     def pullback(
         self,
         environments: Environments,
@@ -237,78 +258,115 @@ class MessagePassingBlock(torch.nn.Module):
         the geometric input, the token weights, the messages and the carried
         central tokens. The block is evaluated again chunk by chunk, each chunk's
         graph freed before the next, so that memory holds one chunk's graph."""
-        geometry = environments.geometry.detach()
-        weights = environments.token_weights.detach()
-        grad_geometry = torch.zeros_like(geometry)
-        grad_weights = torch.zeros_like(weights)
-        grad_messages = None if messages is None else torch.zeros_like(messages)
-        grad_carried = None if carried is None else torch.zeros_like(carried)
-        chunks = plan_chunks(
-            environments.centers, weights.shape[0], self._max_tokens(weights.device)
-        )
+        totals = zero_block_gradients(environments, messages, carried)
+        chunks = self.chunk_plan(environments)
         for c, atoms in enumerate(chunks.atoms):
-            edges, length = chunks.edges[c], chunks.lengths[c]
-            grads = self._chunk_pullback(
-                environments,
-                [geometry[edges], weights[atoms, :length]],
-                None if messages is None else messages[edges].detach(),
-                None if carried is None else carried[atoms].detach(),
-                [atoms, edges, chunks.rows[c]],
-                [grad_central[atoms], grad_edges[edges]],
+            inputs = chunk_inputs_of(environments, messages, carried, chunks, c)
+            outputs = self.chunk_outputs(environments, inputs, chunks, c)
+            upstream: List[Optional[torch.Tensor]] = [
+                grad_central[atoms],
+                grad_edges[chunks.edges[c]],
+            ]
+            leaves = inputs_list(inputs)
+            grads = torch.autograd.grad(
+                [outputs[0], outputs[1]], leaves, upstream, allow_unused=True
             )
-            grad_geometry[edges] = grads[0]
-            grad_weights[atoms, :length] = grads[1]
-            if grad_messages is not None:
-                grad_messages[edges] = grads[2]
-            if grad_carried is not None:
-                grad_carried[atoms] = grads[-1]
-        return BlockGradients(grad_geometry, grad_weights, grad_messages, grad_carried)
+            add_chunk_gradients(totals, grads, inputs, chunks, c)
+        return totals
 
-    def _chunk_pullback(
+    def chunk_outputs(
         self,
         environments: Environments,
-        inputs: List[torch.Tensor],
-        messages: Optional[torch.Tensor],
-        carried: Optional[torch.Tensor],
-        chunk: List[torch.Tensor],
-        upstream: List[torch.Tensor],
-    ) -> List[torch.Tensor]:
-        """Gradients with respect to one chunk's geometric input and token weights
-        (``inputs``), then its messages and carried tokens when given, from that
-        chunk's graph alone.
-
-        :param chunk: its atoms, its edges, and the row of every edge's centre
-        :param upstream: gradients with respect to its output central and edge
-            tokens
-        """
-        atoms, edges, rows = chunk[0], chunk[1], chunk[2]
-        if messages is not None:
-            inputs.append(messages)
-        if carried is not None:
-            inputs.append(carried)
-        for tensor in inputs:
-            tensor.requires_grad_()
-        slots = environments.slots[edges]
+        inputs: ChunkInputs,
+        chunks: Chunks,
+        c: int,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Output central and edge tokens of chunk ``c``, recorded by autograd
+        from its ``inputs`` (:func:`chunk_inputs_of`)."""
+        atoms, edges = chunks.atoms[c], chunks.edges[c]
         edge_tokens = self._edge_tokens(
-            inputs[0],
+            inputs.geometry,
             environments.neighbor_species[edges],
             environments.neighbor_features[edges],
-            messages,
+            inputs.messages,
         )
         central = self._central_tokens(
             environments.center_species[atoms],
             environments.center_features[atoms],
-            carried,
+            inputs.carried,
         )
-        outputs = self._transform_chunk(central, edge_tokens, inputs[1], rows, slots)
-        grad_outputs: List[Optional[torch.Tensor]] = [upstream[0], upstream[1]]
-        grads = torch.autograd.grad(
-            [outputs[0], outputs[1]],
-            inputs,
-            grad_outputs,
-            allow_unused=True,
+        return self._transform_chunk(
+            central,
+            edge_tokens,
+            inputs.token_weights,
+            chunks.rows[c],
+            environments.slots[edges],
         )
-        return [or_zeros(grad, tensor) for grad, tensor in zip(grads, inputs)]
+
+
+def chunk_inputs_of(
+    environments: Environments,
+    messages: Optional[torch.Tensor],
+    carried: Optional[torch.Tensor],
+    chunks: Chunks,
+    c: int,
+) -> ChunkInputs:
+    """The inputs of chunk ``c``, cut from the graph that made them and
+    requiring gradients."""
+    atoms, edges, length = chunks.atoms[c], chunks.edges[c], chunks.lengths[c]
+    weights = environments.token_weights.detach()[atoms, :length]
+    return ChunkInputs(
+        environments.geometry.detach()[edges].requires_grad_(),
+        weights.requires_grad_(),
+        None if messages is None else messages[edges].detach().requires_grad_(),
+        None if carried is None else carried[atoms].detach().requires_grad_(),
+    )
+
+
+def inputs_list(inputs: ChunkInputs) -> List[torch.Tensor]:
+    """The tensors of ``inputs`` that are given, in their order."""
+    leaves = [inputs.geometry, inputs.token_weights]
+    messages, carried = inputs.messages, inputs.carried
+    if messages is not None:
+        leaves.append(messages)
+    if carried is not None:
+        leaves.append(carried)
+    return leaves
+
+
+def zero_block_gradients(
+    environments: Environments,
+    messages: Optional[torch.Tensor],
+    carried: Optional[torch.Tensor],
+) -> BlockGradients:
+    """Zero gradients with respect to the inputs of a block."""
+    return BlockGradients(
+        torch.zeros_like(environments.geometry.detach()),
+        torch.zeros_like(environments.token_weights.detach()),
+        None if messages is None else torch.zeros_like(messages),
+        None if carried is None else torch.zeros_like(carried),
+    )
+
+
+def add_chunk_gradients(
+    totals: BlockGradients,
+    grads: List[Optional[torch.Tensor]],
+    inputs: ChunkInputs,
+    chunks: Chunks,
+    c: int,
+) -> None:
+    """Writes the gradients with respect to chunk ``c``'s inputs (in the order of
+    :func:`inputs_list`; None where unused) into the block's ``totals``."""
+    atoms, edges, length = chunks.atoms[c], chunks.edges[c], chunks.lengths[c]
+    leaves = inputs_list(inputs)
+    full = [or_zeros(grad, leaf) for grad, leaf in zip(grads, leaves)]
+    totals.geometry[edges] = full[0]
+    totals.token_weights[atoms, :length] = full[1]
+    messages, carried = totals.messages, totals.carried
+    if messages is not None:
+        messages[edges] = full[2]
+    if carried is not None:
+        carried[atoms] = full[-1]
 
 
 def or_zeros(gradient: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

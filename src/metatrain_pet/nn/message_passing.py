@@ -92,11 +92,13 @@ class MessagePassing(torch.nn.Module):
         environments: Environments,
         subsets: List[AtomSubset],
         frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        num_blocks: int = -1,
     ) -> Tokens:
         """Output tokens of every block, each in the numbering of that block's
         subset (``subsets[k]``: the atoms block k must process). With ``frames``
         ``(atoms, rotations, weights)`` of all atoms, every block is symmetrized
-        layer by layer (:mod:`.layerwise`)."""
+        layer by layer (:mod:`.layerwise`). ``num_blocks`` >= 0 evaluates the
+        first ``num_blocks`` blocks only."""
         species_messages = self._species_messages(environments)
         central_tokens: List[torch.Tensor] = []
         edge_tokens: List[torch.Tensor] = []
@@ -105,32 +107,34 @@ class MessagePassing(torch.nn.Module):
         row_edges: List[torch.Tensor] = []
         messages: Optional[torch.Tensor] = None
         for k, block in enumerate(self.blocks):
-            local = subsets[k].restrict(environments)
-            carried: Optional[torch.Tensor] = None
-            if self.carry_central and k > 0:
-                previous = subsets[k - 1].local_atoms(subsets[k].atoms)
-                carried = take_rows(central_tokens[k - 1], previous)
-            if frames is None:
-                central, edges = block(local, messages, carried)
-            else:
-                rows = subsets[k].frame_rows(frames, local)
-                row_messages = None if messages is None else messages[rows.edges]
-                row_carried = None if carried is None else carried[rows.atoms]
-                block_rows_central, block_rows_edges = block(
-                    rotated_environments(local, rows), row_messages, row_carried
-                )
-                central, edges = average_rows(
-                    block_rows_central, block_rows_edges, rows, local
-                )
-                frame_rows.append(rows)
-                row_central.append(block_rows_central)
-                row_edges.append(block_rows_edges)
-            central_tokens.append(central)
-            edge_tokens.append(edges)
-            if k + 1 < len(subsets):
-                messages = self._next_messages(
-                    environments, subsets, k, edges, messages, species_messages
-                )
+            # TorchScript unrolls this loop: no break
+            if num_blocks < 0 or k < num_blocks:
+                local = subsets[k].restrict(environments)
+                carried: Optional[torch.Tensor] = None
+                if self.carry_central and k > 0:
+                    previous = subsets[k - 1].local_atoms(subsets[k].atoms)
+                    carried = take_rows(central_tokens[k - 1], previous)
+                if frames is None:
+                    central, edges = block(local, messages, carried)
+                else:
+                    rows = subsets[k].frame_rows(frames, local)
+                    row_messages = None if messages is None else messages[rows.edges]
+                    row_carried = None if carried is None else carried[rows.atoms]
+                    block_rows_central, block_rows_edges = block(
+                        rotated_environments(local, rows), row_messages, row_carried
+                    )
+                    central, edges = average_rows(
+                        block_rows_central, block_rows_edges, rows, local
+                    )
+                    frame_rows.append(rows)
+                    row_central.append(block_rows_central)
+                    row_edges.append(block_rows_edges)
+                central_tokens.append(central)
+                edge_tokens.append(edges)
+                if k + 1 < len(subsets) and k + 1 != num_blocks:
+                    messages = self._next_messages(
+                        environments, subsets, k, edges, messages, species_messages
+                    )
         return Tokens(central_tokens, edge_tokens, frame_rows, row_central, row_edges)
 
     def pullback(
@@ -139,18 +143,24 @@ class MessagePassing(torch.nn.Module):
         subsets: List[AtomSubset],
         tokens: Tokens,
         upstream: List[List[torch.Tensor]],
+        messages: List[Optional[torch.Tensor]],
+        last: Optional[BlockGradients],
     ) -> InputGradients:
         """Backpropagation through the blocks, last to first, one block (and one
         chunk of it) at a time: from the gradients of a scalar with respect to
         every block's output ``tokens`` (all atoms), its gradients with respect to
-        the inputs of the blocks. The messages are rebuilt from the tokens; the
-        blocks are evaluated again by :meth:`MessagePassingBlock.pullback`.
+        the inputs of the blocks. The blocks are evaluated again by
+        :meth:`MessagePassingBlock.pullback`.
 
         :param upstream: per block, the gradients with respect to its central
             and edge tokens; with layer-wise ECSE, with respect to its row
             tokens (``tokens.row_central``, ``tokens.row_edges``)
+        :param messages: the input messages of every block
+            (:meth:`rebuilt_messages`)
+        :param last: the gradients with respect to the last block's inputs, when
+            the caller has already pulled back through it (then ``tokens`` and
+            ``upstream`` hold the other blocks only)
         """
-        messages = self._rebuilt_messages(environments, subsets, tokens)
         layerwise = len(tokens.frame_rows) > 0
         if layerwise:
             grad_central = [torch.zeros_like(t) for t in tokens.central]
@@ -158,25 +168,31 @@ class MessagePassing(torch.nn.Module):
         else:
             grad_central = [grads[0] for grads in upstream]
             grad_edges = [grads[1] for grads in upstream]
-        totals = _zero_input_gradients(environments, tokens)
+        totals = _zero_input_gradients(environments, tokens, last)
         later: Optional[torch.Tensor] = None
         for k in range(len(self.blocks) - 1, -1, -1):
             carried: Optional[torch.Tensor] = None
             if self.carry_central and k > 0:
                 carried = tokens.central[k - 1]
-            outputs = [grad_central[k], grad_edges[k]]
-            if layerwise:
+            if last is not None and k + 1 == len(self.blocks):
+                block_grads = last
+            elif layerwise:
                 block_grads, frame_weights = self._rows_pullback(
                     k,
                     environments,
                     tokens,
                     [messages[k], carried],
-                    outputs + upstream[k],
+                    [grad_central[k], grad_edges[k]] + upstream[k],
                 )
                 totals.frame_weights.add_(frame_weights)
             else:
                 block_grads = self._block_pullback(
-                    k, environments, messages[k], carried, outputs[0], outputs[1]
+                    k,
+                    environments,
+                    messages[k],
+                    carried,
+                    grad_central[k],
+                    grad_edges[k],
                 )
             totals.geometry.add_(block_grads.geometry)
             totals.token_weights.add_(block_grads.token_weights)
@@ -192,11 +208,12 @@ class MessagePassing(torch.nn.Module):
                 later = grad_messages if messages[k - 1] is not None else None
         return totals
 
-    def _rebuilt_messages(
+    def rebuilt_messages(
         self, environments: Environments, subsets: List[AtomSubset], tokens: Tokens
     ) -> List[Optional[torch.Tensor]]:
         """The input messages of every block (None for the first), rebuilt
-        without autograd from the blocks' output ``tokens``."""
+        without autograd from the output ``tokens`` of every block but the
+        last."""
         with torch.no_grad():
             species_messages = self._species_messages(environments)
             messages: List[Optional[torch.Tensor]] = [None]
@@ -249,22 +266,7 @@ class MessagePassing(torch.nn.Module):
             grads[2] + rows.weights.unsqueeze(1) * of_atoms,
             grads[3] + edge_weights * of_edges,
         )
-        grad_messages = row_grads.messages
-        if grad_messages is not None and messages is not None:
-            grad_messages = torch.zeros_like(messages).index_add(
-                0, rows.edges, grad_messages
-            )
-        grad_carried = row_grads.carried
-        if grad_carried is not None and carried is not None:
-            grad_carried = torch.zeros_like(carried).index_add(
-                0, rows.atoms, grad_carried
-            )
-        grad_weights = torch.zeros_like(environments.token_weights).index_add(
-            0, rows.atoms, row_grads.token_weights
-        )
-        block_grads = BlockGradients(
-            row_grads.geometry, grad_weights, grad_messages, grad_carried
-        )
+        block_grads = summed_over_rows(row_grads, rows, environments, inputs)
         return block_grads, frame_weights
 
     def _block_pullback(
@@ -313,16 +315,47 @@ class MessagePassing(torch.nn.Module):
         return incoming
 
 
-def _zero_input_gradients(environments: Environments, tokens: Tokens) -> InputGradients:
+def summed_over_rows(
+    row_grads: BlockGradients,
+    rows: FrameRows,
+    environments: Environments,
+    inputs: List[Optional[torch.Tensor]],
+) -> BlockGradients:
+    """Layer-wise ECSE: gradients with respect to the inputs of a block's (atom,
+    frame) rows brought to its atoms and edges, summed over the rows that copy
+    them: token weights, and messages and carried tokens (``inputs``: those of
+    the atoms and edges, or None); the geometric input stays per row edge."""
+    messages, carried = inputs[0], inputs[1]
+    grad_messages = row_grads.messages
+    if grad_messages is not None and messages is not None:
+        grad_messages = torch.zeros_like(messages).index_add(
+            0, rows.edges, grad_messages
+        )
+    grad_carried = row_grads.carried
+    if grad_carried is not None and carried is not None:
+        grad_carried = torch.zeros_like(carried).index_add(0, rows.atoms, grad_carried)
+    grad_weights = torch.zeros_like(environments.token_weights).index_add(
+        0, rows.atoms, row_grads.token_weights
+    )
+    return BlockGradients(row_grads.geometry, grad_weights, grad_messages, grad_carried)
+
+
+def _zero_input_gradients(
+    environments: Environments, tokens: Tokens, last: Optional[BlockGradients]
+) -> InputGradients:
     """Zero gradients with respect to the inputs of the blocks, in the shapes of
-    :class:`InputGradients` (per row edge and per row with layer-wise ECSE)."""
+    :class:`InputGradients` (per row edge and per row with layer-wise ECSE; the
+    geometric input in the shape of ``last``'s when given)."""
     geometry = environments.geometry
     n_edges, n_rows = geometry.shape[0], 0
     if len(tokens.frame_rows) > 0:
         rows = tokens.frame_rows[0]
         n_edges, n_rows = rows.edges.shape[0], rows.weights.shape[0]
+    zeros = geometry.new_zeros((n_edges, geometry.shape[1]))
+    if last is not None:
+        zeros = torch.zeros_like(last.geometry)
     return InputGradients(
-        geometry.new_zeros((n_edges, geometry.shape[1])),
+        zeros,
         torch.zeros_like(environments.token_weights),
         geometry.new_zeros((n_rows,)),
     )

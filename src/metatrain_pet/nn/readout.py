@@ -188,19 +188,21 @@ class Readout(torch.nn.Module):
     ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """Predictions ``(n_read, n_values)`` of ``targets`` and last-layer
         features of ``last_layer_targets`` (atomic and bond features of every
-        reading block, concatenated), for the rows of ``view``."""
+        reading block, concatenated), for the rows of ``view``. Blocks whose
+        tokens are not given (beyond the length of ``central_tokens``) are not
+        read."""
         predictions: Dict[str, torch.Tensor] = {}
         last_layer: Dict[str, List[torch.Tensor]] = {}
+        given = range(self.first_block, len(central_tokens))
+        centrals = [take_rows(central_tokens[k], view.central_rows[k]) for k in given]
+        edges = [take_rows(edge_tokens[k], view.edge_rows[k]) for k in given]
         for index, heads in enumerate(self.blocks):
-            k = index + self.first_block
-            central_tokens_k = take_rows(central_tokens[k], view.central_rows[k])
-            edge_tokens_k = take_rows(edge_tokens[k], view.edge_rows[k])
             for name, head in heads.items():
-                wanted = name in targets
-                wanted_features = name in last_layer_targets
+                wanted = index < len(centrals) and name in targets
+                wanted_features = index < len(centrals) and name in last_layer_targets
                 if wanted or wanted_features:
                     central, bonds = head.last_layer_features(
-                        central_tokens_k, edge_tokens_k, view.cutoffs, view.centers
+                        centrals[index], edges[index], view.cutoffs, view.centers
                     )
                     if wanted:
                         contribution = head.predict(central, bonds)
@@ -213,6 +215,25 @@ class Readout(torch.nn.Module):
         for name, parts in last_layer.items():
             features[name] = torch.cat(parts, dim=1)
         return predictions, features
+
+    def read_last_block(
+        self,
+        name: str,
+        central_tokens: torch.Tensor,
+        edge_tokens: torch.Tensor,
+        edge_cutoffs: torch.Tensor,
+        centers: torch.Tensor,
+    ) -> torch.Tensor:
+        """The last block's contribution to the predictions of ``name`` for the
+        atoms of ``central_tokens``, from their tokens and those of their edges
+        (``centers``: the row of every edge's centre)."""
+        for target, head in self.blocks[-1].items():
+            if target == name:
+                central, bonds = head.last_layer_features(
+                    central_tokens, edge_tokens, edge_cutoffs, centers
+                )
+                return head.predict(central, bonds)
+        raise ValueError(f"there is no target '{name}'")
 
 
 def pet_features(

@@ -6,7 +6,7 @@ knows nothing of PET) can symmetrize it. Composition baselines and scales are no
 applied here but in :class:`metatrain_pet.pet.model.PET`.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import metatensor.torch as mts
 import torch
@@ -15,7 +15,14 @@ from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from ..geometry.rotations import random_rotations
 from ..geometry.segments import segment_sum
-from ..nn.block import or_zeros
+from ..nn.block import (
+    BlockGradients,
+    add_chunk_gradients,
+    chunk_inputs_of,
+    inputs_list,
+    or_zeros,
+    zero_block_gradients,
+)
 from ..nn.environments import (
     Environments,
     build_environments,
@@ -28,9 +35,10 @@ from ..nn.layerwise import (
     average_over_rows,
     geometry_gradients_in_lab,
     raw_weight_gradients,
+    rotated_environments,
     rotation_gradients,
 )
-from ..nn.message_passing import MessagePassing, Tokens
+from ..nn.message_passing import MessagePassing, Tokens, summed_over_rows
 from ..nn.readout import Readout, frame_view, pet_features, subset_view
 from ..nn.receptive_field import AtomSubset, atoms_needed_per_block
 from ..nn.transformer import TransformerOptions
@@ -53,6 +61,22 @@ LEAN_FORCES_ABOVE = 1 << 19
 """Tokens (atoms times the longest environment) above which a batch is evaluated
 with lean forces by default: about 10⁴ atoms of liquid water at 4.5 Å, where the
 graph of the blocks would hold ~16 GB."""
+
+
+class LastBlock(NamedTuple):
+    """The last block's part of a lean evaluation
+    (:meth:`PETNetwork._lean_last_block`)."""
+
+    energies: torch.Tensor
+    """``(n_atoms, 1)``: its contribution to the predictions"""
+    gradients: BlockGradients
+    """gradients of the total with respect to its inputs"""
+    cutoffs: torch.Tensor
+    """``(n_edges,)``: gradients with respect to the cutoff weights of the edges,
+    through its bond heads"""
+    frame_weights: torch.Tensor
+    """``(n_rows,)``: with layer-wise ECSE, gradients with respect to the
+    normalised weight of every row (its prediction); else empty"""
 
 
 class PETNetwork(torch.nn.Module):
@@ -290,46 +314,58 @@ class PETNetwork(torch.nn.Module):
         gradient with respect to positions and cell, without keeping the graph of
         the blocks.
 
-        The blocks run without autograd; the gradients g of the total with
-        respect to every block's output tokens come from the heads, and
-        :meth:`MessagePassing.pullback` carries them back, block by block and
-        chunk by chunk, to the gradients G of the total with respect to the
-        inputs x(r) of the blocks: the geometric input and cutoff weight of every
+        The blocks but the last run without autograd; the last runs once, chunk
+        by chunk with its heads (:meth:`_lean_last_block`). The gradients g of
+        the total with respect to every block's output tokens come from the
+        heads, and :meth:`MessagePassing.pullback` carries them back, block by
+        block and chunk by chunk, to the gradients G of the total with respect
+        to the inputs x(r) of the blocks: the geometric input and cutoff weight of every
         edge, and with layer-wise ECSE the rotated geometric input and the weight
         of every (atom, frame) row. The prediction returned is E + G·x(r) −
         [G·x(r)]: equal to E, with gradient G ∂x/∂r. Only first derivatives are
         right (no Hessians through it). With ``frame_gradients``, the part of
         G·x(r) that goes through the frames is left to the caller."""
         detached = detached_environments(environments)
+        fixed_frames = _detached(frames)
+        rows: Optional[FrameRows] = None
+        if fixed_frames is not None:
+            output = subsets[-1]
+            rows = output.frame_rows(fixed_frames, output.restrict(detached))
         with torch.no_grad():
-            tokens = self.message_passing(detached, subsets, _detached(frames))
+            tokens = self.message_passing(
+                detached, subsets, fixed_frames, len(self.message_passing.blocks) - 1
+            )
         cutoffs = environments.edge_cutoffs.detach().requires_grad_()
-        energies, leaves = self._lean_readout(name, subsets, tokens, cutoffs)
-        grads = torch.autograd.grad([energies.sum()], leaves, allow_unused=True)
-        grad_leaves = [or_zeros(g, leaf) for g, leaf in zip(grads, leaves)]
+        energies, grad_leaves = self._lean_readout(name, subsets, tokens, cutoffs, rows)
         n = len(tokens.central)
         upstream = [[grad_leaves[k], grad_leaves[n + k]] for k in range(n)]
-        input_grads = self.message_passing.pullback(detached, subsets, tokens, upstream)
-        centers, slots = environments.centers, environments.slots
-        grad_cutoffs = (
-            grad_leaves[2 * n] + input_grads.token_weights[centers, slots + 1]
+        messages = self.message_passing.rebuilt_messages(detached, subsets, tokens)
+        last = self._lean_last_block(name, detached, tokens, messages[-1], rows)
+        input_grads = self.message_passing.pullback(
+            detached, subsets, tokens, upstream, messages, last.gradients
         )
+        energies = energies + last.energies
+        centers, slots = environments.centers, environments.slots
+        grad_cutoffs = grad_leaves[2 * n] + last.cutoffs
+        grad_cutoffs = grad_cutoffs + input_grads.token_weights[centers, slots + 1]
         linear = segment_sum(
             environments.edge_cutoffs * grad_cutoffs, centers, energies.shape[0]
         )
-        if frames is None:
+        if rows is None or frames is None:
             geometry = (environments.geometry * input_grads.geometry).sum(dim=1)
             linear = linear + segment_sum(geometry, centers, energies.shape[0])
         else:
-            frame_weights = input_grads.frame_weights + grad_leaves[2 * n + 1]
+            frame_weights = last.frame_weights + grad_leaves[2 * n + 1]
+            if n > 0:
+                frame_weights = frame_weights + input_grads.frame_weights
             linear = linear + _frame_linear_term(
                 environments,
-                tokens.frame_rows[-1],
+                rows,
                 frames,
                 [input_grads.geometry, frame_weights],
                 frame_gradients,
             )
-        lean = energies.detach() + (linear - linear.detach()).unsqueeze(1)
+        lean = energies + (linear - linear.detach()).unsqueeze(1)
         return tokens, {name: lean}
 
     def _lean_readout(
@@ -338,28 +374,123 @@ class PETNetwork(torch.nn.Module):
         subsets: List[AtomSubset],
         tokens: Tokens,
         cutoffs: torch.Tensor,
+        rows: Optional[FrameRows],
     ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """Per-atom predictions of ``name`` read from tokens computed without
-        autograd, and the leaves they depend on: every block's central then edge
-        tokens (row tokens with layer-wise ECSE), the edge cutoffs, and with
-        layer-wise ECSE the weights of the rows."""
-        if len(tokens.frame_rows) == 0:
+        """Per-atom predictions of ``name`` read from the blocks in ``tokens``
+        (computed without autograd; zeros when none of them is read), and their
+        gradients with respect to every block's central then edge tokens (row
+        tokens with layer-wise ECSE), the edge cutoffs, and with layer-wise ECSE
+        (the ``rows`` of the atoms) the weights of the rows."""
+        n_atoms = subsets[-1].n_atoms
+        if rows is None:
             central = [t.requires_grad_() for t in tokens.central]
             edges = [t.requires_grad_() for t in tokens.edges]
             view = subset_view(subsets, cutoffs)
-            energies = self.heads(central, edges, view, [name], [])[0][name]
-            return energies, central + edges + [cutoffs]
-        central = [t.requires_grad_() for t in tokens.row_central]
-        edges = [t.requires_grad_() for t in tokens.row_edges]
-        view = frame_view(subsets, tokens.frame_rows, cutoffs)
-        per_row = self.heads(central, edges, view, [name], [])[0][name]
-        last = tokens.frame_rows[-1]
-        weights = last.weights.detach().requires_grad_()
-        rows = FrameRows(
-            last.atoms, last.rotations, weights, last.edges, last.edge_rows
+            leaves = central + edges + [cutoffs]
+        else:
+            central = [t.requires_grad_() for t in tokens.row_central]
+            edges = [t.requires_grad_() for t in tokens.row_edges]
+            weights = rows.weights.detach().requires_grad_()
+            leaves = central + edges + [cutoffs, weights]
+            view = subset_view(subsets, cutoffs)
+            if len(central) > 0:
+                view = frame_view(subsets, tokens.frame_rows, cutoffs)
+        predictions = self.heads(central, edges, view, [name], [])[0]
+        if name not in predictions:
+            zeros = cutoffs.new_zeros((n_atoms, 1))
+            return zeros, [torch.zeros_like(leaf) for leaf in leaves]
+        energies = predictions[name]
+        if rows is not None:
+            weighted = FrameRows(
+                rows.atoms, rows.rotations, leaves[-1], rows.edges, rows.edge_rows
+            )
+            energies = average_over_rows(energies, weighted, n_atoms)
+        grads = torch.autograd.grad([energies.sum()], leaves, allow_unused=True)
+        return energies.detach(), [or_zeros(g, leaf) for g, leaf in zip(grads, leaves)]
+
+    def _lean_last_block(
+        self,
+        name: str,
+        environments: Environments,
+        tokens: Tokens,
+        messages: Optional[torch.Tensor],
+        rows: Optional[FrameRows],
+    ) -> LastBlock:
+        """The last block's part of a lean evaluation, evaluated once: chunk by
+        chunk (:meth:`_last_block_chunks`), its output tokens are read out by its
+        heads and the gradients of the chunk's predictions taken at once, so that
+        the block is not also run without autograd before its pullback. With
+        layer-wise ECSE it runs on the (atom, frame) ``rows``, whose predictions
+        are averaged with the frame weights.
+
+        :param tokens: output tokens of the other blocks (all atoms)
+        :param messages: the last block's input messages
+        """
+        carried: Optional[torch.Tensor] = None
+        if self.message_passing.carry_central and len(tokens.central) > 0:
+            carried = tokens.central[-1]
+        if rows is None:
+            ones = environments.token_weights.new_ones(
+                (environments.token_weights.shape[0], 1)
+            )
+            energies, gradients, cutoffs = self._last_block_chunks(
+                name, environments, [messages, carried], ones
+            )
+            return LastBlock(energies, gradients, cutoffs, ones[:0, 0])
+        row_energies, row_gradients, row_cutoffs = self._last_block_chunks(
+            name,
+            rotated_environments(environments, rows),
+            [
+                None if messages is None else messages[rows.edges],
+                None if carried is None else carried[rows.atoms],
+            ],
+            rows.weights.detach().unsqueeze(1),
         )
-        energies = average_over_rows(per_row, rows, subsets[-1].n_atoms)
-        return energies, central + edges + [cutoffs, weights]
+        n_atoms = environments.token_weights.shape[0]
+        return LastBlock(
+            average_over_rows(row_energies, rows, n_atoms),
+            summed_over_rows(row_gradients, rows, environments, [messages, carried]),
+            torch.zeros_like(environments.edge_cutoffs).index_add(
+                0, rows.edges, row_cutoffs
+            ),
+            row_energies[:, 0],
+        )
+
+    def _last_block_chunks(
+        self,
+        name: str,
+        environments: Environments,
+        inputs: List[Optional[torch.Tensor]],
+        weights: torch.Tensor,
+    ) -> Tuple[torch.Tensor, BlockGradients, torch.Tensor]:
+        """The last block on ``environments``, chunk by chunk, read out by its
+        heads: the predictions of ``name`` ``(n_atoms, 1)``, and the gradients of
+        their sum weighted by ``weights`` ``(n_atoms, 1)`` with respect to the
+        block's inputs (geometry, token weights, then ``inputs``: messages and
+        carried tokens, or None) and to the edge cutoffs."""
+        messages, carried = inputs[0], inputs[1]
+        all_cutoffs = environments.edge_cutoffs.detach()
+        energies = torch.zeros_like(weights)
+        grad_cutoffs = torch.zeros_like(all_cutoffs)
+        totals = zero_block_gradients(environments, messages, carried)
+        chunks = self.message_passing.blocks[-1].chunk_plan(environments)
+        for c, atoms in enumerate(chunks.atoms):
+            edges = chunks.edges[c]
+            chunk = chunk_inputs_of(environments, messages, carried, chunks, c)
+            central, edge_tokens = self.message_passing.blocks[-1].chunk_outputs(
+                environments, chunk, chunks, c
+            )
+            cutoffs = all_cutoffs[edges].requires_grad_()
+            energy = self.heads.read_last_block(
+                name, central, edge_tokens, cutoffs, chunks.rows[c]
+            )
+            leaves = inputs_list(chunk) + [cutoffs]
+            upstream: List[Optional[torch.Tensor]] = [weights[atoms]]
+            grads = torch.autograd.grad([energy], leaves, upstream, allow_unused=True)
+            energies[atoms] = energy.detach()
+            grad_cutoffs[edges] = or_zeros(grads[-1], cutoffs)
+            add_chunk_gradients(totals, grads[:-1], chunk, chunks, c)
+        return energies, totals, grad_cutoffs
 
     def _read_out(
         self,
