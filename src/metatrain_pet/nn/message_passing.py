@@ -147,53 +147,39 @@ class MessagePassing(torch.nn.Module):
         last: Optional[BlockGradients],
     ) -> InputGradients:
         """Backpropagation through the blocks, last to first, one block (and one
-        chunk of it) at a time: from the gradients of a scalar with respect to
-        every block's output ``tokens`` (all atoms), its gradients with respect to
-        the inputs of the blocks. The blocks are evaluated again by
-        :meth:`MessagePassingBlock.pullback`.
+        chunk of it) at a time (:meth:`MessagePassingBlock.pullback`): from the
+        gradients of a scalar with respect to every block's output ``tokens``
+        (all atoms), its gradients with respect to the inputs of the blocks.
 
         :param upstream: per block, the gradients with respect to its central
-            and edge tokens; with layer-wise ECSE, with respect to its row
-            tokens (``tokens.row_central``, ``tokens.row_edges``)
+            and edge tokens (its row tokens with layer-wise ECSE)
         :param messages: the input messages of every block
-            (:meth:`rebuilt_messages`)
         :param last: the gradients with respect to the last block's inputs, when
-            the caller has already pulled back through it (then ``tokens`` and
-            ``upstream`` hold the other blocks only)
+            the caller has pulled back through it (``tokens`` and ``upstream``
+            then hold the other blocks only)
         """
         layerwise = len(tokens.frame_rows) > 0
-        if layerwise:
+        grad_central = [grads[0] for grads in upstream]
+        grad_edges = [grads[1] for grads in upstream]
+        if layerwise:  # the rows' gradients are upstream[k]
             grad_central = [torch.zeros_like(t) for t in tokens.central]
             grad_edges = [torch.zeros_like(t) for t in tokens.edges]
-        else:
-            grad_central = [grads[0] for grads in upstream]
-            grad_edges = [grads[1] for grads in upstream]
         totals = _zero_input_gradients(environments, tokens, last)
         later: Optional[torch.Tensor] = None
         for k in range(len(self.blocks) - 1, -1, -1):
-            carried: Optional[torch.Tensor] = None
-            if self.carry_central and k > 0:
-                carried = tokens.central[k - 1]
+            carried = tokens.central[k - 1] if self.carry_central and k > 0 else None
+            inputs = [messages[k], carried]
             if last is not None and k + 1 == len(self.blocks):
                 block_grads = last
             elif layerwise:
+                outputs = [grad_central[k], grad_edges[k]] + upstream[k]
                 block_grads, frame_weights = self._rows_pullback(
-                    k,
-                    environments,
-                    tokens,
-                    [messages[k], carried],
-                    [grad_central[k], grad_edges[k]] + upstream[k],
+                    k, environments, tokens, inputs, outputs
                 )
                 totals.frame_weights.add_(frame_weights)
             else:
-                block_grads = self._block_pullback(
-                    k,
-                    environments,
-                    messages[k],
-                    carried,
-                    grad_central[k],
-                    grad_edges[k],
-                )
+                outputs = [grad_central[k], grad_edges[k]]
+                block_grads = self._block_pullback(k, environments, inputs, outputs)
             totals.geometry.add_(block_grads.geometry)
             totals.token_weights.add_(block_grads.token_weights)
             grad_messages, grad_carried = block_grads.messages, block_grads.carried
@@ -261,10 +247,14 @@ class MessagePassing(torch.nn.Module):
         row_grads = self._block_pullback(
             k,
             rotated_environments(environments, rows),
-            None if messages is None else messages[rows.edges],
-            None if carried is None else carried[rows.atoms],
-            grads[2] + rows.weights.unsqueeze(1) * of_atoms,
-            grads[3] + edge_weights * of_edges,
+            [
+                None if messages is None else messages[rows.edges],
+                None if carried is None else carried[rows.atoms],
+            ],
+            [
+                grads[2] + rows.weights.unsqueeze(1) * of_atoms,
+                grads[3] + edge_weights * of_edges,
+            ],
         )
         block_grads = summed_over_rows(row_grads, rows, environments, inputs)
         return block_grads, frame_weights
@@ -273,17 +263,17 @@ class MessagePassing(torch.nn.Module):
         self,
         k: int,
         environments: Environments,
-        messages: Optional[torch.Tensor],
-        carried: Optional[torch.Tensor],
-        grad_central: torch.Tensor,
-        grad_edges: torch.Tensor,
+        inputs: List[Optional[torch.Tensor]],
+        outputs: List[torch.Tensor],
     ) -> BlockGradients:
-        """:meth:`MessagePassingBlock.pullback` of block k (TorchScript indexes a
-        ``ModuleList`` only while iterating over it)."""
+        """:meth:`MessagePassingBlock.pullback` of block k, given its messages and
+        carried tokens (``inputs``) and the gradients with respect to its central
+        and edge tokens (``outputs``); TorchScript indexes a ``ModuleList`` only
+        while iterating over it."""
         for index, block in enumerate(self.blocks):
             if index == k:
                 return block.pullback(
-                    environments, messages, carried, grad_central, grad_edges
+                    environments, inputs[0], inputs[1], outputs[0], outputs[1]
                 )
         raise IndexError(f"there is no block {k}")
 

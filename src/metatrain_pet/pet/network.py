@@ -344,28 +344,20 @@ class PETNetwork(torch.nn.Module):
         input_grads = self.message_passing.pullback(
             detached, subsets, tokens, upstream, messages, last.gradients
         )
-        energies = energies + last.energies
-        centers, slots = environments.centers, environments.slots
-        grad_cutoffs = grad_leaves[2 * n] + last.cutoffs
-        grad_cutoffs = grad_cutoffs + input_grads.token_weights[centers, slots + 1]
-        linear = segment_sum(
-            environments.edge_cutoffs * grad_cutoffs, centers, energies.shape[0]
-        )
-        if rows is None or frames is None:
-            geometry = (environments.geometry * input_grads.geometry).sum(dim=1)
-            linear = linear + segment_sum(geometry, centers, energies.shape[0])
-        else:
-            frame_weights = last.frame_weights + grad_leaves[2 * n + 1]
+        frame_weights = last.frame_weights
+        if rows is not None:
+            frame_weights = frame_weights + grad_leaves[2 * n + 1]
             if n > 0:
                 frame_weights = frame_weights + input_grads.frame_weights
-            linear = linear + _frame_linear_term(
-                environments,
-                rows,
-                frames,
-                [input_grads.geometry, frame_weights],
-                frame_gradients,
-            )
-        lean = energies + (linear - linear.detach()).unsqueeze(1)
+        linear = _lean_linear_term(
+            environments,
+            [grad_leaves[2 * n] + last.cutoffs, input_grads.geometry, frame_weights],
+            input_grads.token_weights,
+            rows,
+            frames,
+            frame_gradients,
+        )
+        lean = energies + last.energies + (linear - linear.detach()).unsqueeze(1)
         return tokens, {name: lean}
 
     def _lean_readout(
@@ -721,6 +713,31 @@ def _detached(
     if frames is None:
         return None
     return (frames[0], frames[1].detach(), frames[2].detach())
+
+
+def _lean_linear_term(
+    environments: Environments,
+    gradients: List[torch.Tensor],
+    token_weights: torch.Tensor,
+    rows: Optional[FrameRows],
+    frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    frame_gradients: Optional[Dict[str, torch.Tensor]],
+) -> torch.Tensor:
+    """Per atom, the lean linear term G·x(r) (:meth:`PETNetwork._lean_energies`)
+    from the gradients with respect to the edge cutoffs (through the heads), the
+    geometric inputs and, with layer-wise ECSE, the row weights (``gradients``),
+    and with respect to the token weights (``token_weights``, through the
+    blocks)."""
+    centers, slots = environments.centers, environments.slots
+    n_atoms = environments.token_weights.shape[0]
+    grad_cutoffs = gradients[0] + token_weights[centers, slots + 1]
+    linear = segment_sum(environments.edge_cutoffs * grad_cutoffs, centers, n_atoms)
+    if rows is None or frames is None:
+        geometry = (environments.geometry * gradients[1]).sum(dim=1)
+        return linear + segment_sum(geometry, centers, n_atoms)
+    return linear + _frame_linear_term(
+        environments, rows, frames, gradients[1:], frame_gradients
+    )
 
 
 def _frame_linear_term(
