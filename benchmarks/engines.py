@@ -22,6 +22,7 @@ the mean drift with its standard error, and the root mean square of the drifts
 """
 
 import argparse
+import functools
 import os
 import subprocess
 import tempfile
@@ -36,6 +37,8 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from metatomic.torch import load_atomistic_model
 from metatomic_ase import MetatomicCalculator
+
+from metatrain_pet.runtime import set_lean_forces
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 WARMUP_STEPS = 5
@@ -80,15 +83,21 @@ def add_seeds_argument(parser):
     )
 
 
-def run_seeds(run, model_path, atoms, steps, timestep_fs, device, seeds, prefix):
+def run_seeds(
+    run, model_path, atoms, steps, timestep_fs, device, seeds, prefix, save=None
+):
     """One trajectory of ``run`` (an engine's ``run_...`` function) from ``atoms``
     per seed of the initial velocities: a row per seed after ``prefix``, and for
-    several seeds a summary row of the drifts."""
+    several seeds a summary row of the drifts. With ``save`` (a path without
+    suffix), the total energies of each trajectory go to ``{save}_seed{seed}.txt``
+    (eV, one per step)."""
     drifts = []
     for seed in seeds:
         energies, seconds = run(
             model_path, atoms.copy(), steps, timestep_fs, device, seed
         )
+        if save is not None:
+            np.savetxt(f"{save}_seed{seed}.txt", energies)
         drift, error = drift_and_error(energies, len(atoms), timestep_fs)
         drifts.append(drift)
         print(
@@ -104,8 +113,11 @@ def run_seeds(run, model_path, atoms, steps, timestep_fs, device, seeds, prefix)
         )
 
 
-def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0):
-    atoms.calc = MetatomicCalculator(str(model_path), device=device)
+def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=None):
+    model = load_atomistic_model(str(model_path))
+    if lean_above is not None:
+        set_lean_forces(model, lean_above)
+    atoms.calc = MetatomicCalculator(model, device=device)
     thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(seed))
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
@@ -258,8 +270,24 @@ def main():
     )
     parser.add_argument("--ecse-r-out", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--lean-forces-above",
+        type=int,
+        default=None,
+        help="ASE only: tokens above which our PET uses lean forces "
+        "(metatrain_pet.runtime.set_lean_forces; 0: always, -1: never)",
+    )
+    parser.add_argument(
+        "--save-energies",
+        default=None,
+        help="folder for the total energies of every trajectory "
+        "(ENGINE_VARIANT_SYSTEM_seedN.txt)",
+    )
     add_seeds_argument(parser)
     args = parser.parse_args()
+    engines = dict(ENGINES)
+    if args.lean_forces_above is not None:
+        engines["ase"] = functools.partial(run_ase, lean_above=args.lean_forces_above)
 
     torch.set_num_threads(args.threads)
     raw_path = Path(args.model).resolve()
@@ -292,8 +320,12 @@ def main():
                         import metatomic_torchsim  # noqa: F401
                     except ImportError:
                         continue
+                save = None
+                if args.save_energies is not None:
+                    Path(args.save_energies).mkdir(parents=True, exist_ok=True)
+                    save = Path(args.save_energies) / f"{engine}_{variant}_{system}"
                 run_seeds(
-                    ENGINES[engine],
+                    engines[engine],
                     models[variant][system],
                     load_system(system),
                     steps,
@@ -301,6 +333,7 @@ def main():
                     args.device,
                     args.seeds,
                     f"{engine:9} {variant:5} {system:8} {steps:6d}",
+                    save,
                 )
             if args.cpp_program:
                 milliseconds = cpp_ms_per_evaluation(
