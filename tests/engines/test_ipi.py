@@ -6,6 +6,8 @@ in a 30 Angstrom box: no periodic image comes within the model's interaction
 range, and the results must equal the isolated molecule's.
 """
 
+import signal
+
 import ase.io
 import numpy as np
 import pytest
@@ -142,3 +144,12 @@ def test_ipi_matches_ase(
     ipi_change = np.array(conserved) - conserved[0]
     ase_change = totals[1:] - totals[1]
     np.testing.assert_allclose(ipi_change, ase_change, rtol=0, atol=1e-6 * len(atoms))
+
+
+def test_signals_are_given_back_after_the_simulations():
+    """Runs after the simulations above (file order): i-PI's handlers of SIGINT
+    and SIGTERM, which write RESTART files into the current folder, must not
+    outlive a test (``_ipi_signal_handlers`` in tests/conftest.py)."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        module = getattr(signal.getsignal(number), "__module__", None) or ""
+        assert not module.startswith("ipi."), f"{number!r} still goes to {module}"
