@@ -113,7 +113,9 @@ def run_seeds(
         )
 
 
-def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=None):
+def ase_dynamics(model_path, atoms, timestep_fs, device, seed=0, lean_above=None):
+    """ASE velocity Verlet of ``atoms`` with the model, velocities drawn at 300 K
+    from ``seed``, after the warm-up steps: the start of every ASE trajectory."""
     model = load_atomistic_model(str(model_path))
     if lean_above is not None:
         set_lean_forces(model, lean_above)
@@ -122,7 +124,11 @@ def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=No
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     dynamics.run(WARMUP_STEPS)
+    return dynamics
 
+
+def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=None):
+    dynamics = ase_dynamics(model_path, atoms, timestep_fs, device, seed, lean_above)
     energies = []
     dynamics.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
     start = time.perf_counter()
