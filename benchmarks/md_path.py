@@ -27,7 +27,7 @@ from engines import ase_dynamics, load_system
 
 
 def positions_at(model, system, seed, timestep_fs, steps, device):
-    """Positions at each of ``steps`` (sorted) of the replayed trajectory."""
+    """Positions at each of ``steps`` of the replayed trajectory."""
     atoms = load_system(system)
     dynamics = ase_dynamics(model, atoms, timestep_fs, device, seed)
     saved = []
@@ -67,7 +67,6 @@ def main():
         replay, args.system, args.seed, args.timestep, args.steps, args.device
     )
     if replay != args.model:
-        atoms = load_system(args.system)
         atoms.calc = MetatomicCalculator(
             load_atomistic_model(args.model), device=args.device
         )
