@@ -413,6 +413,42 @@ def test_training_with_environment_augmentation(tmp_path):
     assert torch.equal(first.block().values, second.block().values)
 
 
+def environment_rotation_spread(model, atoms_list) -> float:
+    """Mean standard deviation (eV) of the energy of each structure over eight
+    evaluations with fresh per-environment rotations."""
+    model.train()
+    model.network.rotate_environments = True
+    systems = [system_from_atoms(model, atoms) for atoms in atoms_list]
+    outputs = {"energy": ModelOutput(sample_kind="system")}
+    with torch.no_grad():
+        energies = torch.stack(
+            [model(systems, outputs)["energy"].block().values[:, 0] for _ in range(8)]
+        )
+    model.network.rotate_environments = False
+    model.eval()
+    return energies.std(dim=0).mean().item()
+
+
+def test_invariance_penalty_makes_the_model_closer_to_invariant(tmp_path):
+    """Same data, initial weights and steps: the penalty on the disagreement
+    between two per-environment rotations (``invariance_weight``) must leave a
+    model whose energies depend far less on those rotations than training on
+    the targets alone does. A penalty that compared two identical evaluations
+    (no fresh rotations) would be zero and leave both models alike."""
+    data = ethanol_data()
+    atoms_list = ase.io.read(DATA / "ethanol_40.xyz", "30:36")
+    spreads = {}
+    for weight in (0.0, 100.0):
+        torch.manual_seed(0)
+        model = PET(tiny_hypers(), data[0])
+        hypers = trainer_hypers(
+            num_epochs=20, augmentation="environment", invariance_weight=weight
+        )
+        train(Trainer(hypers), model, data, tmp_path)
+        spreads[weight] = environment_rotation_spread(model, atoms_list)
+    assert spreads[100.0] < 0.5 * spreads[0.0], spreads
+
+
 # ---------------------------------------------------------------- bad options
 
 
@@ -511,7 +547,15 @@ def test_trainer_checks_its_options_on_the_python_api():
         check_trainer_hypers(trainer_hypers(energy_weight=-1.0), info.targets)
     with pytest.raises(ValueError, match="`loss_ema_alpha` must be in"):
         check_trainer_hypers(trainer_hypers(loss_ema_alpha=0.0), info.targets)
+    with pytest.raises(ValueError, match="`invariance_weight` must be >= 0"):
+        check_trainer_hypers(trainer_hypers(invariance_weight=-1.0), info.targets)
+    with pytest.raises(ValueError, match="needs `augmentation: environment`"):
+        check_trainer_hypers(trainer_hypers(invariance_weight=1.0), info.targets)
     check_trainer_hypers(trainer_hypers(augmentation="environment"), info.targets)
+    check_trainer_hypers(
+        trainer_hypers(augmentation="environment", invariance_weight=1.0),
+        info.targets,
+    )
 
 
 def test_wrong_shape_of_a_vector_target(tmp_path, monkeypatch, caplog):

@@ -204,6 +204,14 @@ class TrainerHypers(TypedDict):
     environment independently (App. F.10), so that messages can only carry
     rotation-invariant content (scalar and Cartesian targets only: per-atom
     Cartesian predictions are rotated back); ``none`` disables it."""
+    invariance_weight: float = 0.0
+    """With ``augmentation: environment``, evaluate every training batch twice
+    with independent per-environment rotations and add this weight times the
+    loss between the two predictions to their mean loss: it penalises the
+    disagreement between rotations, which augmentation alone weighs no more than
+    the error itself, and makes the model closer to invariant (what layer-wise
+    ECSE and its molecular dynamics depend on). Each step costs twice as much;
+    0 (the default) switches it off."""
     random_inversion: bool = False
     """Also apply a random inversion along with the random rotations."""
     loss: str | dict[str, LossSpecification | str] = "mse"

@@ -183,3 +183,54 @@ def test_frames_do_not_depend_on_the_chunks(adaptive):
     torch.testing.assert_close(chunked[2], frames[2], rtol=0.0, atol=1e-14)
     torch.testing.assert_close(chunked_gradient, gradient, rtol=0.0, atol=1e-12)
     assert float(gradient.abs().max()) > 1e-6
+
+
+def _inner_cutoff_while_a_close_pair_opens(frame_builder, angles):
+    """R_in of one environment whose two closest neighbours (1 and 1.1 Å) open
+    from |v̂1 × v̂2|² = 0.095 to 0.16, through the onset of their pair weight p_jj'
+    (z from ω + Δ_ω = 0.1 to 0.15), while a well-defined pair sits at ~3 Å."""
+    values = []
+    for theta in angles:
+        vectors = torch.tensor(
+            [
+                [1.0, 0.0, 0.0],
+                [1.1 * np.cos(theta), 1.1 * np.sin(theta), 0.0],
+                [0.0, 3.0, 0.3],
+                [0.2, 0.0, 3.2],
+            ],
+            dtype=DTYPE,
+        )
+        centers = torch.zeros(4, dtype=torch.long)
+        distances = torch.linalg.norm(vectors, dim=1)
+        units = vectors / distances[:, None]
+        first, second = ordered_neighbor_pairs(centers, 1)
+        z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
+        r_in = frame_builder.inner_cutoff(
+            distances, z, centers[first], first, second, 1
+        )
+        values.append(r_in.item())
+    return np.array(values)
+
+
+@pytest.mark.parametrize("beta", [5.0, 10.0])
+def test_gradual_onset_spreads_the_inner_cutoff_over_the_switch(beta):
+    """As the close pair's weight switches on, R_in falls from ~3.6 to ~1.6 Å.
+    Eq. 23 as printed makes most of that fall happen where p_jj' has only just
+    left zero (amplified by e^{βΔx}): the steepest slope is 30x (β = 5) to 115x
+    (β = 10) the mean one. With ``gradual_onset`` it follows the switch itself
+    (steepest slope under 10x the mean, for any β), with the same end points."""
+    angles = np.linspace(np.arcsin(np.sqrt(0.095)), np.arcsin(np.sqrt(0.16)), 2001)
+    steepness = {}
+    ends = {}
+    for gradual in (False, True):
+        r_in = _inner_cutoff_while_a_close_pair_opens(
+            builder(beta=beta, gradual_onset=gradual), angles
+        )
+        slopes = np.abs(np.diff(r_in)) / np.diff(angles)
+        mean_slope = abs(r_in[-1] - r_in[0]) / (angles[-1] - angles[0])
+        steepness[gradual] = slopes.max() / mean_slope
+        ends[gradual] = (r_in[0], r_in[-1])
+    assert ends[True] == pytest.approx(ends[False], abs=1e-12)
+    assert ends[True][0] - ends[True][1] > 1.5
+    assert steepness[True] < 10.0, steepness
+    assert steepness[False] > 25.0, steepness

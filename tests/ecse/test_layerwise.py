@@ -73,10 +73,13 @@ def models():
     layerwise.load_state_dict(raw.state_dict(), strict=False)
     tight = pet(True, **TIGHT_PRESET)
     tight.load_state_dict(raw.state_dict(), strict=False)
+    gradual = pet(True, gradual_onset=True, **TIGHT_PRESET)
+    gradual.load_state_dict(raw.state_dict(), strict=False)
     return {
         "raw": raw.export(),
         "layerwise": layerwise.export(),
         "tight": tight.export(),
+        "gradual": gradual.export(),
     }
 
 
@@ -93,6 +96,7 @@ def triclinic_carbon():
 STRUCTURES = {
     "ethanol": (ethanol, "layerwise", ALL_OUTPUTS, False),
     "benzene": (lambda: ase.build.molecule("C6H6"), "layerwise", ALL_OUTPUTS, False),
+    "ethanol_gradual_onset": (ethanol, "gradual", ALL_OUTPUTS, False),
     "water192": (
         lambda: ase.io.read(f"{DATA}/water64_2.xyz", 0),
         "tight",
@@ -124,9 +128,10 @@ def test_layerwise_differs_from_global_averaging(models):
     assert layerwise != raw and abs(layerwise - raw) < 0.5 * abs(raw)
 
 
-def test_forces_and_stress_are_derivatives(models):
+@pytest.mark.parametrize("model_name", ["tight", "gradual"])
+def test_forces_and_stress_are_derivatives(models, model_name):
     atoms = triclinic_carbon()
-    model = models["tight"]
+    model = models[model_name]
     reference = evaluate(model, atoms, stress=True)
     h = 1e-5
     for atom, axis in [(0, 0), (5, 2), (11, 1)]:
@@ -220,7 +225,8 @@ def test_generic_wrapper_refuses_layerwise(models):
 
 def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     """`metatrain-pet ecse MODEL.ckpt --mode layerwise` exports the checkpoint's
-    network with layer-wise ECSE; an exported .pt gets a clear error."""
+    network with layer-wise ECSE (also with `--preset tight --gradual-onset`); an
+    exported .pt gets a clear error."""
     from metatrain_pet.cli import main
 
     raw = pet(False)
@@ -232,6 +238,12 @@ def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     assert main(arguments + ["-o", output]) == 0
     atoms = ethanol()
     expected = evaluate(models["layerwise"], atoms)["energy"]
+    assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
+        expected, rel=1e-10
+    )
+    tight = ["--preset", "tight", "--gradual-onset", "-o", output]
+    assert main(arguments + tight) == 0
+    expected = evaluate(models["gradual"], atoms)["energy"]
     assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
         expected, rel=1e-10
     )

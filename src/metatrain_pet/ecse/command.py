@@ -59,6 +59,13 @@ def register(subparsers) -> None:
         "preset for a fraction of its frames",
     )
     parser.add_argument(
+        "--gradual-onset",
+        action="store_true",
+        help="pairs of neighbours enter the SmoothMin of R_in gradually, as their "
+        "weight rises, instead of at their own distance (removes the narrow force "
+        "spikes of sharp β)",
+    )
+    parser.add_argument(
         "--dtype",
         choices=["float32", "float64"],
         default=None,
@@ -98,6 +105,8 @@ def _ecse_parameters(args: argparse.Namespace) -> Dict[str, Any]:
         params["r_out"] = args.r_out
     if args.beta is not None:
         params["beta"] = args.beta
+    if args.gradual_onset:
+        params["gradual_onset"] = True
     if args.inversion:
         params["inversion"] = True
     if args.extra_rotations is not None:

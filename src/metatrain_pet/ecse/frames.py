@@ -137,6 +137,9 @@ class FrameBuilder(torch.nn.Module):
     :param adaptive: use the adaptive ω of Eq. 21 and mirrored frames (second
         solution of App. F.3)
     :param beta_omega: β of the smooth maximum of Eq. 21
+    :param gradual_onset: each pair's candidate for R_in moves in from
+        R_out + T(β) as its weight p_jj' rises (:meth:`inner_cutoff`), instead of
+        counting at its own distance from the first non-zero p_jj' (Eq. 23)
 
     With ``adaptive``, environments so collinear that the directions of
     v̂1 × v̂2 are dominated by rounding (Z = SmoothMaxWeighted of |v̂1 × v̂2|² below
@@ -160,6 +163,7 @@ class FrameBuilder(torch.nn.Module):
         beta: float,
         adaptive: bool,
         beta_omega: float,
+        gradual_onset: bool = False,
     ):
         super().__init__()
         if angular_cutoff not in ["q1", "q2"]:
@@ -174,6 +178,7 @@ class FrameBuilder(torch.nn.Module):
         self.beta = beta
         self.adaptive = adaptive
         self.beta_omega = beta_omega
+        self.gradual_onset = gradual_onset
         self.collinear_z = 1e-8
         self.max_pairs = 1 << 18
 
@@ -196,9 +201,18 @@ class FrameBuilder(torch.nn.Module):
     ) -> torch.Tensor:
         """Adaptive inner cutoff R_in of every environment (Eqs. 22-24).
 
-        Each pair contributes SmoothMax({r_j, r_j'} | β) + T(β) with the weight p_jj'
-        of Eq. 24; the point (R_out, 1) makes R_in fall back to R_out + Δ_Rc when no
-        good pair exists within R_out.
+        Each pair contributes x_jj' = SmoothMax({r_j, r_j'} | β) + T(β) with the
+        weight p_jj' of Eq. 24; the point (R_out, 1) makes R_in fall back to
+        R_out + Δ_Rc when no good pair exists within R_out.
+
+        In Eq. 23 a pair whose p_jj' has just left zero already weighs
+        p_jj' e^{βΔx} against a current R_in larger by Δx, so the C∞ onset of its
+        switch moves R_in within a hundredth of an ångström for β = 5-10 (the force
+        spikes of ``docs/ecse.md``). With ``gradual_onset`` the pair contributes
+        p_jj' x_jj' + (1 - p_jj') (R_out + T(β)) instead: the same point once
+        p_jj' = 1, never larger than R_out + T(β) (so :meth:`search_radius` holds),
+        and no closer than R_out + T(β) while its weight is small, so that it
+        moves R_in over the whole width of its switch.
         """
         n_pairs = first.shape[0]
         pair_distances = torch.stack([distances[first], distances[second]], dim=1)
@@ -219,9 +233,13 @@ class FrameBuilder(torch.nn.Module):
             * cutoff_fc(distances[second], r_out, delta_r)
             * angular_cutoff_q1(z, self.omega + delta_omega, delta_omega)
         )
-        candidates = torch.cat(
-            [farthest + lambert_T(self.beta), r_out.expand(n_centers)]
-        )
+        pair_candidates = farthest + lambert_T(self.beta)
+        if self.gradual_onset:
+            farthest_candidate = r_out + lambert_T(self.beta)
+            pair_candidates = farthest_candidate - p * (
+                farthest_candidate - pair_candidates
+            )
+        candidates = torch.cat([pair_candidates, r_out.expand(n_centers)])
         weights = torch.cat([p, torch.ones(n_centers, dtype=p.dtype, device=p.device)])
         segments = torch.cat(
             [pair_centers, torch.arange(n_centers, device=pair_centers.device)]

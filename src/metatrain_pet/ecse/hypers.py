@@ -49,6 +49,13 @@ class ECSEHypers(TypedDict):
     """Smoothness β of the SmoothMax/SmoothMin defining R_in (Eqs. 22-23), in
     inverse length units. Larger is tighter: fewer frames, sharper transitions
     between them (over ~1/β)."""
+    gradual_onset: bool = False
+    """Let a pair of neighbours enter the SmoothMin of R_in (Eq. 23) gradually:
+    its candidate moves in from R_out + T(β) as its weight p_jj' (Eq. 24) rises,
+    instead of counting at its own distance as soon as p_jj' leaves zero, where
+    the SmoothMin amplifies it by e^{βΔx} and turns the onset of a smooth switch
+    into a force spike narrower than one molecular-dynamics step. Off: Eq. 23 as
+    in the paper."""
     pruning: bool = True
     """Smoothly prune the frames of small weight (App. F.5)."""
     beta_w: float = 3.0

@@ -99,6 +99,7 @@ class Symmetrizer(torch.nn.Module):
             beta=float(config["beta"]),
             adaptive=self.fallback == "adaptive",
             beta_omega=float(config["beta_omega"]),
+            gradual_onset=bool(config["gradual_onset"]),
         )
         self.pruning = bool(config["pruning"])
         self.beta_w = float(config["beta_w"])

@@ -113,9 +113,15 @@ def trainer_update_v2_v3(checkpoint: Dict[str, Any]) -> None:
     checkpoint["train_hypers"].setdefault("distributed_port", 39591)
 
 
+def trainer_update_v3_v4(checkpoint: Dict[str, Any]) -> None:
+    """Version 4 adds ``invariance_weight`` (0: no penalty, as before)."""
+    checkpoint["train_hypers"].setdefault("invariance_weight", 0.0)
+
+
 TRAINER_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
     1: trainer_update_v1_v2,
     2: trainer_update_v2_v3,
+    3: trainer_update_v3_v4,
 }
 """Trainer upgrade functions, keyed by the version they upgrade from."""
 

@@ -65,7 +65,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
     best-model selection, early stopping, periodic checkpoints and exact restarts
     (epoch, optimisation step, learning rate, Adam state and Eq. 8 averages)."""
 
-    __checkpoint_version__ = 3
+    __checkpoint_version__ = 4
 
     def __init__(self, hypers: TrainerHypers) -> None:
         super().__init__(hypers)
@@ -366,17 +366,18 @@ class Trainer(TrainerInterface[TrainerHypers]):
             self._set_learning_rate(optimizer, steps_per_epoch)
             optimizer.zero_grad()
         with torch.set_grad_enabled(training or needs_gradients):
-            predictions = evaluate_model(
-                self._network if training else model,
-                systems,
-                {name: train_targets[name] for name in targets.keys()},
-                is_training=training,
-            )
-            predictions = average_by_num_atoms(
-                predictions, systems, per_structure_targets
-            )
             targets = average_by_num_atoms(targets, systems, per_structure_targets)
+            predictions = self._predict(
+                model, systems, targets, per_structure_targets, training
+            )
             loss, terms = loss_fn(predictions, targets, extra_data)
+            if training and self.hypers["invariance_weight"] > 0.0:
+                second = self._predict(
+                    model, systems, targets, per_structure_targets, True
+                )
+                loss = self._with_invariance_penalty(
+                    loss, predictions, second, (targets, extra_data), loss_fn
+                )
         if training:
             if self._processes.distributed:  # DDP wants every parameter in the graph
                 loss = loss + 0.0 * sum(
@@ -389,6 +390,46 @@ class Trainer(TrainerInterface[TrainerHypers]):
             optimizer.step()
             self.step += 1
         return predictions, targets, loss.item(), terms
+
+    def _predict(
+        self,
+        model: PET,
+        systems: List[System],
+        targets: Dict[str, TensorMap],
+        per_structure_targets: List[str],
+        training: bool,
+    ) -> Dict[str, TensorMap]:
+        """The predictions the loss compares with ``targets`` (per atom, except for
+        the ``per_structure_targets``), by the training network or the model."""
+        train_targets = model.dataset_info.targets
+        predictions = evaluate_model(
+            self._network if training else model,
+            systems,
+            {name: train_targets[name] for name in targets.keys()},
+            is_training=training,
+        )
+        return average_by_num_atoms(predictions, systems, per_structure_targets)
+
+    def _with_invariance_penalty(
+        self,
+        loss: torch.Tensor,
+        predictions: Dict[str, TensorMap],
+        second: Dict[str, TensorMap],
+        data: Tuple[Dict[str, TensorMap], Dict[str, TensorMap]],
+        loss_fn: NormalizedLoss,
+    ) -> torch.Tensor:
+        """L = (L(y_1, t) + L(y_2, t)) / 2 + λ L(y_1, y_2), where y_2 are the
+        ``second`` predictions of the batch, made with fresh per-environment
+        rotations, and λ = ``invariance_weight``: the disagreement of the two is
+        measured by their own loss terms (same weights and normalisation).
+        Augmentation alone weighs the variance of the predictions over rotations
+        like the squared bias; the penalty weighs it 1 + 2λ times, pushing the
+        messages towards the invariance that layer-wise ECSE needs (App. F.10)."""
+        targets, extra_data = data
+        second_loss, _ = loss_fn(second, targets, extra_data)
+        disagreement, _ = loss_fn(predictions, second, extra_data)
+        weight = self.hypers["invariance_weight"]
+        return 0.5 * (loss + second_loss) + weight * disagreement
 
     def _seed_loss_normalization(
         self,
@@ -638,6 +679,23 @@ def check_trainer_hypers(hypers: TrainerHypers, targets: Dict[str, TargetInfo]) 
             )
     if hypers["augmentation"] == "environment":
         check_environment_augmentation(targets)
+    _check_invariance_weight(hypers)
+
+
+def _check_invariance_weight(hypers: TrainerHypers) -> None:
+    """``invariance_weight`` is a non-negative weight, and compares two
+    evaluations that differ only by their per-environment rotations."""
+    weight = hypers["invariance_weight"]
+    if not weight >= 0.0:
+        raise ValueError(
+            f"training option `invariance_weight` must be >= 0, got {weight}"
+        )
+    if weight > 0.0 and hypers["augmentation"] != "environment":
+        raise ValueError(
+            "training option `invariance_weight` needs `augmentation: environment` "
+            f"(got `{hypers['augmentation']}`): it compares two evaluations of a "
+            "batch with different per-environment rotations"
+        )
 
 
 def _extra_inputs(model: PET) -> List[str]:
