@@ -38,6 +38,7 @@ from ase.md.verlet import VelocityVerlet
 from metatomic.torch import load_atomistic_model
 from metatomic_ase import MetatomicCalculator
 
+from metatrain_pet.files import write_atomically
 from metatrain_pet.runtime import set_lean_forces
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -97,7 +98,9 @@ def run_seeds(
             model_path, atoms.copy(), steps, timestep_fs, device, seed
         )
         if save is not None:
-            np.savetxt(f"{save}_seed{seed}.txt", energies)
+            write_atomically(
+                f"{save}_seed{seed}.txt", functools.partial(np.savetxt, X=energies)
+            )
         drift, error = drift_and_error(energies, len(atoms), timestep_fs)
         drifts.append(drift)
         print(
