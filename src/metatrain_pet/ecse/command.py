@@ -29,6 +29,20 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--mode", choices=["global", "per_atom", "layerwise"], default=None
     )
+    _add_parameter_arguments(parser)
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help="export a checkpoint in this precision (default: the checkpoint's); "
+        "float64 for molecular dynamics that must conserve energy tightly",
+    )
+    add_extensions_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that set ECSE parameters (see :func:`_ecse_parameters`)."""
     parser.add_argument("--r-out", type=float, default=None, help="outer cutoff R_out")
     parser.add_argument(
         "--aux", default=None, help="auxiliary invariant model (implies --fallback aux)"
@@ -62,18 +76,9 @@ def register(subparsers) -> None:
         "--gradual-onset",
         action="store_true",
         help="pairs of neighbours enter the SmoothMin of R_in gradually, as their "
-        "weight rises, instead of at their own distance (removes the narrow force "
-        "spikes of sharp β)",
+        "weight rises, instead of at their own distance, so that a pair starting "
+        "to count does not move R_in abruptly at sharp β (see docs/ecse.md)",
     )
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "float64"],
-        default=None,
-        help="export a checkpoint in this precision (default: the checkpoint's); "
-        "float64 for molecular dynamics that must conserve energy tightly",
-    )
-    add_extensions_argument(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
