@@ -449,6 +449,21 @@ def test_invariance_penalty_makes_the_model_closer_to_invariant(tmp_path):
     assert spreads[100.0] < 0.5 * spreads[0.0], spreads
 
 
+def test_invariance_penalty_refuses_distributed_training(tmp_path, monkeypatch):
+    from metatrain_pet.training import trainer as trainer_module
+    from metatrain_pet.training.distributed import Processes
+
+    def two_processes(*args):
+        return Processes(0, 2, torch.device("cpu"))
+
+    monkeypatch.setattr(trainer_module.distributed, "start", two_processes)
+    data = ethanol_data()
+    model = PET(tiny_hypers(), data[0])
+    hypers = trainer_hypers(augmentation="environment", invariance_weight=1.0)
+    with pytest.raises(ValueError, match="does not work in distributed training"):
+        train(Trainer(hypers), model, data, tmp_path)
+
+
 # ---------------------------------------------------------------- bad options
 
 

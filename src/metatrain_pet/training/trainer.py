@@ -150,6 +150,12 @@ class Trainer(TrainerInterface[TrainerHypers]):
         self._processes = distributed.start(
             self.hypers["distributed"], self.hypers["distributed_port"], devices[0]
         )
+        if self._processes.distributed and self.hypers["invariance_weight"] > 0.0:
+            raise ValueError(
+                "training option `invariance_weight` does not work in distributed "
+                "training (DDP takes one forward pass per step, the penalty two): "
+                "train on one process or set it to 0"
+            )
         device = self._processes.device
         logging.info(
             f"Training on device {device} with dtype {dtype}, "
