@@ -91,12 +91,21 @@ def model_update_v5_v6(checkpoint: Dict[str, Any]) -> None:
     hypers.setdefault("max_spin_multiplicity", 10)
 
 
+def model_update_v6_v7(checkpoint: Dict[str, Any]) -> None:
+    """Version 7 adds the ECSE parameter ``gradual_onset`` (Eq. 23 as printed
+    before, so off)."""
+    checkpoint["model_data"]["model_hypers"]["ecse"].setdefault(
+        "gradual_onset", False
+    )
+
+
 MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
     1: model_update_v1_v2,
     2: model_update_v2_v3,
     3: model_update_v3_v4,
     4: model_update_v4_v5,
     5: model_update_v5_v6,
+    6: model_update_v6_v7,
 }
 """Model upgrade functions, keyed by the version they upgrade from."""
 

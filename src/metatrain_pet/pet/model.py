@@ -45,7 +45,7 @@ class PET(ModelInterface[ModelHypers]):
     :param dataset_info: atomic types, length unit and targets
     """
 
-    __checkpoint_version__ = 6
+    __checkpoint_version__ = 7
     target_names: List[str]
     __supported_devices__ = ["cuda", "cpu"]
     __supported_dtypes__ = [torch.float32, torch.float64]
