@@ -94,9 +94,7 @@ def model_update_v5_v6(checkpoint: Dict[str, Any]) -> None:
 def model_update_v6_v7(checkpoint: Dict[str, Any]) -> None:
     """Version 7 adds the ECSE parameter ``gradual_onset`` (Eq. 23 as printed
     before, so off)."""
-    checkpoint["model_data"]["model_hypers"]["ecse"].setdefault(
-        "gradual_onset", False
-    )
+    checkpoint["model_data"]["model_hypers"]["ecse"].setdefault("gradual_onset", False)
 
 
 MODEL_UPDATES: Dict[int, Callable[[Dict[str, Any]], None]] = {
