@@ -11,6 +11,7 @@ from metatrain_pet.ecse.frames import (
     frames_around_axis,
     mirrored_frames,
     ordered_neighbor_pairs,
+    pair_geometry,
 )
 from metatrain_pet.geometry.switching import lambert_T
 
@@ -201,10 +202,7 @@ def _inner_cutoff_while_a_close_pair_opens(frame_builder, angles):
             dtype=DTYPE,
         )
         centers = torch.zeros(4, dtype=torch.long)
-        distances = torch.linalg.norm(vectors, dim=1)
-        units = vectors / distances[:, None]
-        first, second = ordered_neighbor_pairs(centers, 1)
-        z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
+        distances, first, second, z = pair_geometry(centers, vectors, 1)
         r_in = frame_builder.inner_cutoff(
             distances, z, centers[first], first, second, 1
         )

@@ -40,6 +40,19 @@ def ordered_neighbor_pairs(
     return first[distinct], second[distinct]
 
 
+def pair_geometry(
+    centers: torch.Tensor, vectors: torch.Tensor, n_centers: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(distances, first, second, z)``: the length of every edge, the ordered
+    pairs of edges sharing a centre (:func:`ordered_neighbor_pairs`, ``centers``
+    sorted) and z = |v̂_j × v̂_j'|² of every pair."""
+    distances = torch.linalg.norm(vectors, dim=-1)
+    units = vectors / distances.unsqueeze(-1)
+    first, second = ordered_neighbor_pairs(centers, n_centers)
+    z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
+    return distances, first, second, z
+
+
 def frame_weights(
     pair_radial: torch.Tensor,
     z: torch.Tensor,
@@ -309,12 +322,8 @@ class FrameBuilder(torch.nn.Module):
         self, centers: torch.Tensor, vectors: torch.Tensor, n_centers: int
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` for edges sorted by centre, in one vectorised pass."""
-        distances = torch.linalg.norm(vectors, dim=-1)
-        units = vectors / distances.unsqueeze(-1)
-
-        first, second = ordered_neighbor_pairs(centers, n_centers)
+        distances, first, second, z = pair_geometry(centers, vectors, n_centers)
         pair_centers = centers[first]
-        z = torch.sum(torch.linalg.cross(units[first], units[second], dim=-1) ** 2, -1)
         r_in = self.inner_cutoff(distances, z, pair_centers, first, second, n_centers)
         delta_r = torch.full(
             [], self.delta_r, dtype=distances.dtype, device=distances.device
