@@ -23,6 +23,7 @@ the mean drift with its standard error, and the root mean square of the drifts
 
 import argparse
 import functools
+import inspect
 import os
 import subprocess
 import tempfile
@@ -43,6 +44,7 @@ from metatrain_pet.runtime import set_lean_forces
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 WARMUP_STEPS = 5
+SAVE_EVERY = 20
 GAS_PHASE_BOX = 30.0
 
 
@@ -91,16 +93,18 @@ def run_seeds(
     per seed of the initial velocities: a row per seed after ``prefix``, and for
     several seeds a summary row of the drifts. With ``save`` (a path without
     suffix), the total energies of each trajectory go to ``{save}_seed{seed}.txt``
-    (eV, one per step)."""
+    (eV, one per step), rewritten every ``SAVE_EVERY`` steps by ASE so that a
+    trajectory stopped early keeps what it computed."""
     drifts = []
     for seed in seeds:
+        path = None if save is None else f"{save}_seed{seed}.txt"
+        saves_as_it_goes = "save" in inspect.signature(run).parameters
+        partial = {"save": path} if saves_as_it_goes else {}
         energies, seconds = run(
-            model_path, atoms.copy(), steps, timestep_fs, device, seed
+            model_path, atoms.copy(), steps, timestep_fs, device, seed, **partial
         )
-        if save is not None:
-            write_atomically(
-                f"{save}_seed{seed}.txt", functools.partial(np.savetxt, X=energies)
-            )
+        if path is not None:
+            save_energies(path, energies)
         drift, error = drift_and_error(energies, len(atoms), timestep_fs)
         drifts.append(drift)
         print(
@@ -130,10 +134,21 @@ def ase_dynamics(model_path, atoms, timestep_fs, device, seed=0, lean_above=None
     return dynamics
 
 
-def run_ase(model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=None):
+def save_energies(path, energies):
+    """Total energies (eV, one per line) to ``path``, written atomically."""
+    write_atomically(path, functools.partial(np.savetxt, X=np.asarray(energies)))
+
+
+def run_ase(
+    model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=None, save=None
+):
+    """With ``save``, the energies so far are written there every ``SAVE_EVERY``
+    steps."""
     dynamics = ase_dynamics(model_path, atoms, timestep_fs, device, seed, lean_above)
     energies = []
     dynamics.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
+    if save is not None:
+        dynamics.attach(lambda: save_energies(save, energies), interval=SAVE_EVERY)
     start = time.perf_counter()
     dynamics.run(steps)
     elapsed = time.perf_counter() - start
@@ -290,7 +305,8 @@ def main():
         "--save-energies",
         default=None,
         help="folder for the total energies of every trajectory "
-        "(ENGINE_VARIANT_SYSTEM_seedN.txt)",
+        "(ENGINE_VARIANT_SYSTEM_seedN.txt; ASE rewrites them every "
+        f"{SAVE_EVERY} steps, the other engines at the end)",
     )
     add_seeds_argument(parser)
     args = parser.parse_args()

@@ -28,7 +28,8 @@ Additional outputs
 - ``feature``: the per-atom features (the central-atom token and the cutoff-weighted
   sum of the edge tokens of the last block, concatenated).
 - ``mtt::aux::ecse_num_frames``: with ``ecse.enable``, the number of frames used per
-  structure, to see what symmetrization costs.
+  structure, to see what symmetrization costs (in ``per_atom`` and ``layerwise``
+  modes every atom has its own frames: their sum over the structure's atoms).
 
 {{SECTION_DEFAULT_HYPERS}}
 """
