@@ -96,9 +96,9 @@ def run_seeds(
     (eV, one per step), rewritten every ``SAVE_EVERY`` steps by ASE so that a
     trajectory stopped early keeps what it computed."""
     drifts = []
+    saves_as_it_goes = "save" in inspect.signature(run).parameters
     for seed in seeds:
         path = None if save is None else f"{save}_seed{seed}.txt"
-        saves_as_it_goes = "save" in inspect.signature(run).parameters
         partial = {"save": path} if saves_as_it_goes else {}
         energies, seconds = run(
             model_path, atoms.copy(), steps, timestep_fs, device, seed, **partial
