@@ -132,6 +132,32 @@ def test_adaptive_fallback_gives_frames_to_collinear_environments():
     assert len(weights) > 0 and torch.all(weights > 0)
 
 
+def test_adaptive_near_collinear_keeps_fixed_omega_away_from_collinearity():
+    """``near_collinear_only``: the frames and weights of Eq. 18 with the fixed ω
+    (no mirrored frames) where the environment has pairs far from collinear, those
+    of Eq. 21 (mirrored) where all pairs are nearly collinear."""
+    centers, vectors = random_environments()
+    near = builder(adaptive=True, near_collinear_only=True)
+    spread = torch.tensor([0.3, 0.2, 0.15, 0.1, 0.05], dtype=DTYPE)
+    omega, delta_omega, share = near.angular_cutoffs(spread)
+    assert share[:2].tolist() == [1.0, 1.0] and share[3:].tolist() == [0.0, 0.0]
+    assert 0.0 < float(share[2]) < 1.0
+    assert torch.all(omega + delta_omega <= torch.clamp(spread, min=0.1) + 1e-15)
+    fixed = _sorted_frames(*builder()(centers, vectors, 6))
+    blended = _sorted_frames(*near(centers, vectors, 6))
+    for expected, actual in zip(fixed, blended):
+        torch.testing.assert_close(actual, expected, rtol=0.0, atol=1e-15)
+    assert len(fixed[2]) > 0
+    # a nearly collinear environment (|v̂ × v̂'|² ~ 1e-3 for every pair)
+    line = torch.tensor([[1.0, 0, 0], [-1.2, 0.04, 0], [2.5, 0, 0.05]], dtype=DTYPE)
+    centers = torch.zeros(3, dtype=torch.long)
+    paper = _sorted_frames(*builder(adaptive=True)(centers, line, 1))
+    blended = _sorted_frames(*near(centers, line, 1))
+    for expected, actual in zip(paper, blended):
+        torch.testing.assert_close(actual, expected, rtol=0.0, atol=1e-15)
+    assert len(paper[2]) > 0 and len(builder()(centers, line, 1)[2]) == 0
+
+
 def test_pruning_and_aux_weight():
     weights = torch.tensor([1.0, 0.9, 0.05, 0.5, 0.01, 0.0], dtype=DTYPE)
     segments = torch.tensor([0, 0, 0, 1, 1, 2])
@@ -155,7 +181,7 @@ def _sorted_frames(pools, rotations, weights):
     return pools[order], rotations[order], weights[order]
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("adaptive", [False, True, "near_collinear_only"])
 def test_frames_do_not_depend_on_the_chunks(adaptive):
     """On CPU the environments are processed in chunks of ``max_pairs`` pairs:
     the same frames, with the same weights and gradients, as in one pass (one
@@ -167,7 +193,11 @@ def test_frames_do_not_depend_on_the_chunks(adaptive):
     vectors.requires_grad_(True)
     results = []
     for max_pairs in (1 << 18, 100):
-        frame_builder = builder(adaptive=adaptive, beta=10.0)
+        frame_builder = builder(
+            adaptive=bool(adaptive),
+            near_collinear_only=adaptive == "near_collinear_only",
+            beta=10.0,
+        )
         frame_builder.max_pairs = max_pairs
         offsets = torch.arange(0, 361, 9)
         n_chunks = len(frame_builder.chunk_starts(offsets, vectors.device)) - 1

@@ -51,9 +51,8 @@ def pet(layerwise: bool, **ecse) -> PET:
     hypers = get_default_hypers("experimental.pet_ecse")["model"]
     hypers.update(d_pet=16, d_feedforward=32, d_readout=16, num_heads=2, cutoff=4.0)
     hypers["num_attention_layers"] = 1
-    hypers["ecse"].update(
-        enable=layerwise, mode="layerwise", fallback="adaptive", **ecse
-    )
+    hypers["ecse"].update(enable=layerwise, mode="layerwise", fallback="adaptive")
+    hypers["ecse"].update(ecse)
     targets = {
         "energy": get_energy_target_info(
             "energy", {"quantity": "energy", "unit": "eV"}
@@ -75,11 +74,17 @@ def models():
     tight.load_state_dict(raw.state_dict(), strict=False)
     gradual = pet(True, gradual_onset=True, **TIGHT_PRESET)
     gradual.load_state_dict(raw.state_dict(), strict=False)
+    extra = pet(True, num_extra_rotations=1, **TIGHT_PRESET)
+    extra.load_state_dict(raw.state_dict(), strict=False)
+    near_collinear = pet(True, fallback="adaptive_near_collinear", beta=5.0)
+    near_collinear.load_state_dict(raw.state_dict(), strict=False)
     return {
         "raw": raw.export(),
         "layerwise": layerwise.export(),
         "tight": tight.export(),
         "gradual": gradual.export(),
+        "extra_rotation": extra.export(),
+        "near_collinear": near_collinear.export(),
     }
 
 
@@ -97,6 +102,13 @@ STRUCTURES = {
     "ethanol": (ethanol, "layerwise", ALL_OUTPUTS, False),
     "benzene": (lambda: ase.build.molecule("C6H6"), "layerwise", ALL_OUTPUTS, False),
     "ethanol_gradual_onset": (ethanol, "gradual", ALL_OUTPUTS, False),
+    "ethanol_extra_rotation": (ethanol, "extra_rotation", ALL_OUTPUTS, False),
+    "benzene_near_collinear": (
+        lambda: ase.build.molecule("C6H6"),
+        "near_collinear",
+        ALL_OUTPUTS,
+        False,
+    ),
     "water192": (
         lambda: ase.io.read(f"{DATA}/water64_2.xyz", 0),
         "tight",
@@ -128,7 +140,7 @@ def test_layerwise_differs_from_global_averaging(models):
     assert layerwise != raw and abs(layerwise - raw) < 0.5 * abs(raw)
 
 
-@pytest.mark.parametrize("model_name", ["tight", "gradual"])
+@pytest.mark.parametrize("model_name", ["tight", "gradual", "near_collinear"])
 def test_forces_and_stress_are_derivatives(models, model_name):
     atoms = triclinic_carbon()
     model = models[model_name]

@@ -66,19 +66,21 @@ def test_closest_neighbours_swapping(toy_model, mode):
     assert_continuous_scan(model, stretched_methane, np.arange(-0.12, 0.12, 0.006))
 
 
-@pytest.mark.parametrize("fallback", ["aux", "adaptive"])
+@pytest.mark.parametrize("fallback", ["aux", "adaptive", "adaptive_near_collinear"])
 def test_bent_molecule_straightening_through_collinearity(
     toy_model, aux_model, fallback
 ):
-    """CO2 bent from 160° through 180° to 170° the other way. With ``aux``, energies
+    """CO2 bent from 150° through 180° to 170° the other way. With ``aux``, energies
     and forces are continuous. With ``adaptive`` (a sketch in App. F.3) the energy is
     continuous, but the frames of a nearly collinear environment all see the
     molecule bent in the same way, so E(θ) ≈ E(0) + c|θ| has a cusp at 180° and the
-    forces jump there: only the energy is checked."""
+    forces jump there: only the energy is checked. ``adaptive_near_collinear``
+    passes from the fixed ω to Eq. 21 between 153° and 162° (sin² of the bend
+    from 0.2 to 0.1 for the carbon)."""
     if fallback == "aux":
         model = symmetrize(toy_model, aux_model=aux_model)
     else:
-        model = symmetrize(toy_model, fallback="adaptive")
+        model = symmetrize(toy_model, fallback=fallback)
 
     def make_structure(angle):
         half = (np.pi - np.radians(angle)) / 2
@@ -92,7 +94,7 @@ def test_bent_molecule_straightening_through_collinearity(
     assert_continuous_scan(
         model,
         make_structure,
-        np.arange(-20.0, 10.0, 0.5),
+        np.arange(-30.0, 10.0, 0.5),
         check_forces=fallback == "aux",
     )
 

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 
 from ..cli import add_extensions_argument
 from ..files import save_model
+from .hypers import ADAPTIVE_FALLBACKS
 
 
 def register(subparsers) -> None:
@@ -47,7 +48,9 @@ def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--aux", default=None, help="auxiliary invariant model (implies --fallback aux)"
     )
-    parser.add_argument("--fallback", choices=["none", "aux", "adaptive"], default=None)
+    parser.add_argument(
+        "--fallback", choices=("none", "aux") + ADAPTIVE_FALLBACKS, default=None
+    )
     parser.add_argument(
         "--inversion", action="store_true", help="average over O(3), not only SO(3)"
     )

@@ -153,6 +153,10 @@ class FrameBuilder(torch.nn.Module):
     :param gradual_onset: each pair's candidate for R_in moves in from
         R_out + T(β) as its weight p_jj' rises (:meth:`inner_cutoff`), instead of
         counting at its own distance from the first non-zero p_jj' (Eq. 23)
+    :param near_collinear_only: with ``adaptive``, keep the fixed ω, Δ_ω of Eq. 18
+        and no mirrored frames wherever the environment has clearly non-collinear
+        pairs, and switch to Eq. 21 only as it approaches collinearity
+        (:meth:`angular_cutoffs`)
 
     With ``adaptive``, environments so collinear that the directions of
     v̂1 × v̂2 are dominated by rounding (Z = SmoothMaxWeighted of |v̂1 × v̂2|² below
@@ -177,6 +181,7 @@ class FrameBuilder(torch.nn.Module):
         adaptive: bool,
         beta_omega: float,
         gradual_onset: bool = False,
+        near_collinear_only: bool = False,
     ):
         super().__init__()
         if angular_cutoff not in ["q1", "q2"]:
@@ -192,6 +197,7 @@ class FrameBuilder(torch.nn.Module):
         self.adaptive = adaptive
         self.beta_omega = beta_omega
         self.gradual_onset = gradual_onset
+        self.near_collinear_only = near_collinear_only
         self.collinear_z = 1e-8
         self.max_pairs = 1 << 18
 
@@ -332,12 +338,19 @@ class FrameBuilder(torch.nn.Module):
         pair_radial = radial[first] * radial[second]
 
         axis_share = torch.zeros(n_centers, dtype=z.dtype, device=z.device)
+        fixed_share = torch.ones(n_centers, dtype=z.dtype, device=z.device)
         if self.adaptive:
             spread = adaptive_omega(
                 z, pair_radial, pair_centers, n_centers, self.beta_omega
             )
-            omega = 0.5 * spread[pair_centers]
-            weights = frame_weights(pair_radial, z, omega, omega, self.use_q2)
+            omega, delta_omega, fixed_share = self.angular_cutoffs(spread)
+            weights = frame_weights(
+                pair_radial,
+                z,
+                omega[pair_centers],
+                delta_omega[pair_centers],
+                self.use_q2,
+            )
             threshold = torch.full_like(spread, self.collinear_z)
             axis_share = 1.0 - angular_cutoff_q1(spread, threshold, threshold)
             weights = weights * (1.0 - axis_share[pair_centers])
@@ -358,8 +371,35 @@ class FrameBuilder(torch.nn.Module):
                 centers,
                 vectors,
                 radial * axis_share[centers],
+                1.0 - fixed_share,
             )
         return pools, rotations, weights
+
+    def angular_cutoffs(
+        self, spread: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ω and Δ_ω of every environment with the adaptive fallback, and the share
+        s of the fixed values of Eq. 18 in them.
+
+        Eq. 21 sets ω = Δ_ω = Z/2 everywhere (Z = SmoothMaxWeighted |v̂ × v̂'|²,
+        ``spread``), so that every pair's angular weight moves with the best pair
+        of its environment (s = 0). With ``near_collinear_only``,
+        s = q_c^1(Z | ω + Δ_ω, ω + Δ_ω) blends the two, ω' = s ω + (1 - s) Z/2 and
+        Δ_ω' = s Δ_ω + (1 - s) Z/2: the fixed values wherever Z ≥ 2(ω + Δ_ω),
+        Eq. 21 wherever Z ≤ ω + Δ_ω. Z is a weighted mean, never above the largest
+        |v̂ × v̂'|² of a pair with radial weight, and ω' + Δ_ω' ≤ Z wherever s > 0,
+        so some pair keeps its full angular weight as it does with Eq. 21.
+        """
+        half = 0.5 * spread
+        if not self.near_collinear_only:
+            return half, half, torch.zeros_like(spread)
+        onset = torch.full(
+            [], self.omega + self.delta_omega, dtype=spread.dtype, device=spread.device
+        )
+        share = angular_cutoff_q1(spread, onset, onset)
+        omega = share * self.omega + (1.0 - share) * half
+        delta_omega = share * self.delta_omega + (1.0 - share) * half
+        return omega, delta_omega, share
 
     def _with_axis_frames(
         self,
@@ -369,18 +409,23 @@ class FrameBuilder(torch.nn.Module):
         centers: torch.Tensor,
         vectors: torch.Tensor,
         axis_radial: torch.Tensor,
+        mirror_share: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Adaptive fallback (App. F.3): add the frames around the neighbour
         directions of (nearly) collinear environments, weighted
-        f_c(r_j | R_in) · share · 1e-8, then every frame mirrored."""
+        f_c(r_j | R_in) · share · 1e-8, then every frame mirrored, the mirror
+        weighted ``mirror_share`` (per environment: 1 for Eq. 21, 1 - s of
+        :meth:`angular_cutoffs`) times its frame's weight."""
         axis_weights = axis_radial * self.collinear_z
         collinear = axis_weights > 0.0
         axis_frames = frames_around_axis(vectors[collinear])
         pools = torch.cat([pools, centers[collinear].repeat(4)])
         weights = torch.cat([weights, axis_weights[collinear].repeat(4)])
         rotations = torch.cat([rotations, axis_frames.reshape(-1, 3, 3)])
+        mirror_weights = weights * mirror_share[pools]
+        mirrored = mirror_weights > 0.0
         return (
-            torch.cat([pools, pools]),
-            torch.cat([rotations, mirrored_frames(rotations)]),
-            torch.cat([weights, weights]),
+            torch.cat([pools, pools[mirrored]]),
+            torch.cat([rotations, mirrored_frames(rotations[mirrored])]),
+            torch.cat([weights, mirror_weights[mirrored]]),
         )

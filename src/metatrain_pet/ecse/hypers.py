@@ -68,11 +68,15 @@ class ECSEHypers(TypedDict):
     """T_e: pruning is active only once w_MAX exceeds this value (F.5)."""
     prune_activation_width: float = 0.05
     """Δ_Te: width of the pruning activation (F.5)."""
-    fallback: Literal["none", "aux", "adaptive"] = "none"
+    fallback: Literal["none", "aux", "adaptive", "adaptive_near_collinear"] = "none"
     """Treatment of fully collinear environments (App. F.3): ``none`` raises a clear
     error, ``aux`` blends in an auxiliary equivariant model (Eqs. 19-20; smooth),
-    ``adaptive`` uses the adaptive ω of Eq. 21 with mirrored frames (energy
-    continuous, but forces jump when a molecule goes through a straight geometry)."""
+    ``adaptive`` uses the adaptive ω of Eq. 21 with mirrored frames in every
+    environment (energy continuous, but forces jump when a molecule goes through a
+    straight geometry), ``adaptive_near_collinear`` the same only in environments
+    approaching collinearity, blended smoothly with the fixed ``omega`` and
+    ``delta_omega`` (and no mirrored frames) elsewhere: fewer frames, and frame
+    weights that do not follow the environment's best pair."""
     beta_omega: float = 10.0
     """β_ω of the SmoothMaxWeighted in w_aux (Eq. 20), also used as the β of the
     adaptive ω (Eq. 21)."""
@@ -113,13 +117,16 @@ TIGHT_PRESET = {
 """Overrides of the defaults for the "tight" setting of App. F.6."""
 
 
+ADAPTIVE_FALLBACKS = ("adaptive", "adaptive_near_collinear")
+"""The ``fallback`` values that give every environment frames (Eq. 21)."""
+
 PRESETS = {"loose": {}, "tight": TIGHT_PRESET}
 """Named settings of App. F.6: the defaults ("loose") and their "tight" overrides."""
 
 _CHOICES = {
     "mode": ("global", "per_atom", "layerwise"),
     "angular_cutoff": ("q1", "q2"),
-    "fallback": ("none", "aux", "adaptive"),
+    "fallback": ("none", "aux") + ADAPTIVE_FALLBACKS,
 }
 
 _POSITIVE = (

@@ -49,6 +49,7 @@ from .ensemble import (
 )
 from .environments import CutOutEnvironments
 from .frames import FrameBuilder
+from .hypers import ADAPTIVE_FALLBACKS
 from .outputs import OutputLayout, average_over_frames
 
 NUM_FRAMES_OUTPUT = "mtt::aux::ecse_num_frames"
@@ -97,9 +98,10 @@ class Symmetrizer(torch.nn.Module):
             delta_omega=float(config["delta_omega"]),
             angular_cutoff=str(config["angular_cutoff"]),
             beta=float(config["beta"]),
-            adaptive=self.fallback == "adaptive",
+            adaptive=self.fallback in ADAPTIVE_FALLBACKS,
             beta_omega=float(config["beta_omega"]),
             gradual_onset=bool(config["gradual_onset"]),
+            near_collinear_only=self.fallback == "adaptive_near_collinear",
         )
         self.pruning = bool(config["pruning"])
         self.beta_w = float(config["beta_w"])

@@ -29,7 +29,7 @@ from metatrain.utils.hypers import raise_if_hypers_mismatch
 from metatrain.utils.metadata import merge_metadata
 
 from ..documentation import ModelHypers
-from ..ecse.hypers import resolve_ecse_hypers
+from ..ecse.hypers import ADAPTIVE_FALLBACKS, resolve_ecse_hypers
 from ..ecse.symmetrizer import NUM_FRAMES_OUTPUT, Symmetrizer
 from ..files import AtomisticModel
 from . import checkpoints, finetuning
@@ -109,9 +109,10 @@ class PET(ModelInterface[ModelHypers]):
                 "'adaptive' here, or wrap the exported model with "
                 "`metatrain-pet ecse MODEL.pt --aux AUX.pt`"
             )
-        if ecse["mode"] == "layerwise" and ecse["fallback"] != "adaptive":
+        if ecse["mode"] == "layerwise" and ecse["fallback"] not in ADAPTIVE_FALLBACKS:
             raise ValueError(
-                "ecse.mode 'layerwise' needs ecse.fallback 'adaptive': every atom "
+                "ecse.mode 'layerwise' needs ecse.fallback 'adaptive' or "
+                "'adaptive_near_collinear': every atom "
                 "gets its own frames, and an atom with fewer than two non-collinear "
                 "neighbours within r_out (a diatomic molecule, an atom leaving a "
                 "cluster) has none otherwise"
