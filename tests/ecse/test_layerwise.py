@@ -65,27 +65,25 @@ def pet(layerwise: bool, **ecse) -> PET:
     return model.to(torch.float64).eval()
 
 
+LAYERWISE_VARIANTS = {
+    "layerwise": {},
+    "tight": TIGHT_PRESET,
+    "gradual": dict(gradual_onset=True, **TIGHT_PRESET),
+    "extra_rotation": dict(num_extra_rotations=1, **TIGHT_PRESET),
+    "near_collinear": dict(fallback="adaptive_near_collinear", beta=5.0),
+}
+"""ECSE parameters of the layer-wise models, all with the raw model's weights."""
+
+
 @pytest.fixture(scope="module")
 def models():
     raw = pet(False)
-    layerwise = pet(True)
-    layerwise.load_state_dict(raw.state_dict(), strict=False)
-    tight = pet(True, **TIGHT_PRESET)
-    tight.load_state_dict(raw.state_dict(), strict=False)
-    gradual = pet(True, gradual_onset=True, **TIGHT_PRESET)
-    gradual.load_state_dict(raw.state_dict(), strict=False)
-    extra = pet(True, num_extra_rotations=1, **TIGHT_PRESET)
-    extra.load_state_dict(raw.state_dict(), strict=False)
-    near_collinear = pet(True, fallback="adaptive_near_collinear", beta=5.0)
-    near_collinear.load_state_dict(raw.state_dict(), strict=False)
-    return {
-        "raw": raw.export(),
-        "layerwise": layerwise.export(),
-        "tight": tight.export(),
-        "gradual": gradual.export(),
-        "extra_rotation": extra.export(),
-        "near_collinear": near_collinear.export(),
-    }
+    exported = {"raw": raw.export()}
+    for name, ecse in LAYERWISE_VARIANTS.items():
+        model = pet(True, **ecse)
+        model.load_state_dict(raw.state_dict(), strict=False)
+        exported[name] = model.export()
+    return exported
 
 
 def ethanol():
