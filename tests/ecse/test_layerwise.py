@@ -71,6 +71,9 @@ LAYERWISE_VARIANTS = {
     "gradual": dict(gradual_onset=True, **TIGHT_PRESET),
     "extra_rotation": dict(num_extra_rotations=1, **TIGHT_PRESET),
     "near_collinear": dict(fallback="adaptive_near_collinear", beta=5.0),
+    "unpruned": dict(
+        TIGHT_PRESET, beta=5.0, pruning=False, fallback="adaptive_near_collinear"
+    ),
 }
 """ECSE parameters of the layer-wise models, all with the raw model's weights."""
 
@@ -101,6 +104,7 @@ STRUCTURES = {
     "benzene": (lambda: ase.build.molecule("C6H6"), "layerwise", ALL_OUTPUTS, False),
     "ethanol_gradual_onset": (ethanol, "gradual", ALL_OUTPUTS, False),
     "ethanol_extra_rotation": (ethanol, "extra_rotation", ALL_OUTPUTS, False),
+    "ethanol_unpruned": (ethanol, "unpruned", ALL_OUTPUTS, False),
     "benzene_near_collinear": (
         lambda: ase.build.molecule("C6H6"),
         "near_collinear",
@@ -138,7 +142,9 @@ def test_layerwise_differs_from_global_averaging(models):
     assert layerwise != raw and abs(layerwise - raw) < 0.5 * abs(raw)
 
 
-@pytest.mark.parametrize("model_name", ["tight", "gradual", "near_collinear"])
+@pytest.mark.parametrize(
+    "model_name", ["tight", "gradual", "near_collinear", "unpruned"]
+)
 def test_forces_and_stress_are_derivatives(models, model_name):
     atoms = triclinic_carbon()
     model = models[model_name]
@@ -235,8 +241,8 @@ def test_generic_wrapper_refuses_layerwise(models):
 
 def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     """`metatrain-pet ecse MODEL.ckpt --mode layerwise` exports the checkpoint's
-    network with layer-wise ECSE (also with `--preset tight --gradual-onset`); an
-    exported .pt gets a clear error."""
+    network with layer-wise ECSE (also with `--preset tight --gradual-onset` and
+    with `--no-pruning`); an exported .pt gets a clear error."""
     from metatrain_pet.cli import main
 
     raw = pet(False)
@@ -254,6 +260,12 @@ def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     tight = ["--preset", "tight", "--gradual-onset", "-o", output]
     assert main(arguments + tight) == 0
     expected = evaluate(models["gradual"], atoms)["energy"]
+    assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
+        expected, rel=1e-10
+    )
+    unpruned = ["--preset", "tight", "--beta", "5", "--no-pruning", "-o", output]
+    assert main(arguments + unpruned + ["--fallback", "adaptive_near_collinear"]) == 0
+    expected = evaluate(models["unpruned"], atoms)["energy"]
     assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
         expected, rel=1e-10
     )

@@ -82,6 +82,13 @@ def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
         "weight rises, instead of at their own distance, so that a pair starting "
         "to count does not move R_in abruptly at sharp β (see docs/ecse.md)",
     )
+    parser.add_argument(
+        "--no-pruning",
+        action="store_true",
+        help="keep every frame of non-zero weight (no App. F.5 pruning): more "
+        "frames, and no narrow bumps in the forces where the pruning switches a "
+        "frame off at sharp β (see docs/ecse.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -115,6 +122,8 @@ def _ecse_parameters(args: argparse.Namespace) -> Dict[str, Any]:
         params["beta"] = args.beta
     if args.gradual_onset:
         params["gradual_onset"] = True
+    if args.no_pruning:
+        params["pruning"] = False
     if args.inversion:
         params["inversion"] = True
     if args.extra_rotations is not None:
