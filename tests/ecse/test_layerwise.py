@@ -251,24 +251,18 @@ def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     torch.save(checkpoint, tmp_path / "raw.ckpt")
     output = str(tmp_path / "layerwise.pt")
     arguments = ["ecse", str(tmp_path / "raw.ckpt"), "--mode", "layerwise"]
-    assert main(arguments + ["-o", output]) == 0
     atoms = ethanol()
-    expected = evaluate(models["layerwise"], atoms)["energy"]
-    assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
-        expected, rel=1e-10
-    )
-    tight = ["--preset", "tight", "--gradual-onset", "-o", output]
-    assert main(arguments + tight) == 0
-    expected = evaluate(models["gradual"], atoms)["energy"]
-    assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
-        expected, rel=1e-10
-    )
-    unpruned = ["--preset", "tight", "--beta", "5", "--no-pruning", "-o", output]
-    assert main(arguments + unpruned + ["--fallback", "adaptive_near_collinear"]) == 0
-    expected = evaluate(models["unpruned"], atoms)["energy"]
-    assert evaluate(load_atomistic_model(output), atoms)["energy"] == pytest.approx(
-        expected, rel=1e-10
-    )
+    options = {
+        "layerwise": [],
+        "gradual": ["--preset", "tight", "--gradual-onset"],
+        "unpruned": ["--preset", "tight", "--beta", "5", "--no-pruning"]
+        + ["--fallback", "adaptive_near_collinear"],
+    }
+    for name, extra in options.items():
+        assert main(arguments + extra + ["-o", output]) == 0
+        expected = evaluate(models[name], atoms)["energy"]
+        result = evaluate(load_atomistic_model(output), atoms)["energy"]
+        assert result == pytest.approx(expected, rel=1e-10)
     models["raw"].save(str(tmp_path / "raw.pt"))
     arguments = ["ecse", str(tmp_path / "raw.pt"), "--mode", "layerwise", "-o", output]
     assert main(arguments) == 1
