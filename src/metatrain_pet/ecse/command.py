@@ -72,8 +72,7 @@ def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="sharpness β of the SmoothMin giving R_in (Eqs. 22-23; default: the "
-        "preset's); 5 with --preset tight conserves energy in MD like the loose "
-        "preset for a fraction of its frames",
+        "preset's); larger: fewer frames, sharper switches between them",
     )
     parser.add_argument(
         "--gradual-onset",
