@@ -14,8 +14,8 @@ def set_max_tokens(model: torch.nn.Module, max_tokens: int) -> int:
 def set_lean_forces(model: torch.nn.Module, above_tokens: int) -> int:
     """Use lean forces in every PET network of ``model`` for batches of more than
     ``above_tokens`` tokens (0: always, -1: never; by default above
-    ``LEAN_FORCES_ABOVE`` of :mod:`metatrain_pet.pet.network`); returns the number
-    of networks set.
+    ``LEAN_FORCES_ABOVE`` of :mod:`metatrain_pet.pet.network`), counted in float32
+    units (a float64 token counts twice); returns the number of networks set.
 
     With lean forces, an energy evaluated for its forces or stress keeps no graph
     of the message-passing blocks: they are evaluated again, chunk by chunk, to

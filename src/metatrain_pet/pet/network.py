@@ -60,7 +60,15 @@ from .targets import (
 LEAN_FORCES_ABOVE = 1 << 19
 """Tokens (atoms times the longest environment) above which a batch is evaluated
 with lean forces by default: about 10⁴ atoms of liquid water at 4.5 Å, where the
-graph of the blocks would hold ~16 GB."""
+graph of the blocks of the default model would hold ~16 GB in float32. Tokens
+are counted in float32 units (:func:`float32_tokens`)."""
+
+
+def float32_tokens(tokens: int, values: torch.Tensor) -> int:
+    """``tokens`` of the dtype of ``values`` counted in float32 units: a float64
+    token keeps twice the memory in the graph, so a float64 model switches to lean
+    forces at half the tokens (~32 GB instead of ~16 GB otherwise)."""
+    return tokens * values.element_size() // 4
 
 
 class LastBlock(NamedTuple):
@@ -235,7 +243,7 @@ class PETNetwork(torch.nn.Module):
         forced: bool,
     ) -> Optional[str]:
         """The target of a lean evaluation (:meth:`_lean_energies`), or None when
-        the evaluation is not one: at most ``lean_forces_above`` tokens (with
+        the evaluation is not one: at most ``lean_forces_above`` float32 tokens (with
         layer-wise ECSE, those of the (atom, frame) rows), positions and cell not
         requiring gradients, or no :meth:`_lean_output`. ``forced`` (frames
         without autograd) skips the first two conditions."""
@@ -247,7 +255,9 @@ class PETNetwork(torch.nn.Module):
         rows = environments.token_weights.shape[0]
         if frames is not None:
             rows = frames[0].shape[0]
-        tokens = rows * environments.token_weights.shape[1]
+        tokens = float32_tokens(
+            rows * environments.token_weights.shape[1], environments.geometry
+        )
         if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
             return None
         if not environments.geometry.requires_grad:
@@ -281,7 +291,7 @@ class PETNetwork(torch.nn.Module):
         with ``frame_gradients``): positions or cell require gradients, a
         :meth:`_lean_output` exists, and even at the least two frames per atom
         (every frame comes with its mirror image) the rows hold more than
-        ``lean_forces_above`` tokens. None otherwise."""
+        ``lean_forces_above`` float32 tokens. None otherwise."""
         if self.lean_forces_above < 0:
             return None
         gradients = False
@@ -298,7 +308,8 @@ class PETNetwork(torch.nn.Module):
             if len(pairs) > 0:
                 centers = pairs.column("first_atom").to(torch.long)
                 width = max(width, 1 + int(torch.bincount(centers).max()))
-        if 2 * n_atoms * width <= self.lean_forces_above:
+        tokens = float32_tokens(2 * n_atoms * width, systems[0].positions)
+        if tokens <= self.lean_forces_above:
             return None
         return name
 
