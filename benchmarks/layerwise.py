@@ -83,6 +83,7 @@ def memory_mib(label: str, variant: str, preset: str, args) -> float:
         "--threads",
         str(torch.get_num_threads()),
     ]
+    command += ["--dtype", args.dtype]
     if args.lean_forces_above is not None:
         command += ["--lean-forces-above", str(args.lean_forces_above)]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
@@ -93,9 +94,10 @@ def memory_mib(label: str, variant: str, preset: str, args) -> float:
 
 
 def worker(label: str, variant: str, preset: str, args) -> None:
-    model = models(args.model_sizes, preset, args.lean_forces_above)[variant]
+    dtype = getattr(torch, args.dtype)
+    model = models(args.model_sizes, preset, args.lean_forces_above, dtype)[variant]
     atoms = _structures([label])[label]
-    system = inference.prepare(model, atoms)
+    system = inference.prepare(model, atoms, dtype)
     print(inference.step_memory_mib(model, system, torch.device("cpu")))
 
 
@@ -114,11 +116,14 @@ def benchmark(args) -> dict:
     atoms_of = _structures(labels)
     results = {}
     for preset in args.presets:
-        pair = models(args.model_sizes, preset, args.lean_forces_above)
+        dtype = getattr(torch, args.dtype)
+        pair = models(args.model_sizes, preset, args.lean_forces_above, dtype)
         smallest = None
         for label in labels:
             atoms = atoms_of[label]
-            systems = {name: inference.prepare(m, atoms) for name, m in pair.items()}
+            systems = {
+                name: inference.prepare(m, atoms, dtype) for name, m in pair.items()
+            }
             repeats = args.repeats if len(atoms) <= 192 else 1
             wall = inference.interleaved_times(pair, systems, repeats, warmup=1)
             times = {name: float(np.median(values)) for name, values in wall.items()}
@@ -158,6 +163,7 @@ def main():
         help="tokens above which the layer-wise model uses lean forces "
         "(metatrain_pet.runtime; 0: always; default: the model's)",
     )
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--out", default=None, help="JSON file for the results")
     parser.add_argument("--worker", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
