@@ -19,6 +19,11 @@ so one trajectory does not resolve a drift of 1e-5 eV/atom/ps; ``--seeds`` runs 
 trajectory per seed of the initial velocities and adds a summary line per case:
 the mean drift with its standard error, and the root mean square of the drifts
 (the typical size of the drift, whether systematic or not).
+
+A long ASE trajectory can be computed over several runs: with ``--save-energies
+DIR``, the state of each trajectory (positions, momenta, energies so far) is saved
+beside its energies every 20 steps, and ``--resume`` continues from it (the
+energies are those of one uninterrupted run, to the last bit).
 """
 
 import argparse
@@ -123,15 +128,20 @@ def run_seeds(
 def ase_dynamics(model_path, atoms, timestep_fs, device, seed=0, lean_above=None):
     """ASE velocity Verlet of ``atoms`` with the model, velocities drawn at 300 K
     from ``seed``, after the warm-up steps: the start of every ASE trajectory."""
-    model = load_atomistic_model(str(model_path))
-    if lean_above is not None:
-        set_lean_forces(model, lean_above)
-    atoms.calc = MetatomicCalculator(model, device=device)
+    attach_model(atoms, model_path, device, lean_above)
     thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(seed))
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     dynamics.run(WARMUP_STEPS)
     return dynamics
+
+
+def attach_model(atoms, model_path, device, lean_above=None):
+    """The exported model as the calculator of ``atoms``."""
+    model = load_atomistic_model(str(model_path))
+    if lean_above is not None:
+        set_lean_forces(model, lean_above)
+    atoms.calc = MetatomicCalculator(model, device=device)
 
 
 def save_energies(path, energies):
@@ -140,19 +150,80 @@ def save_energies(path, energies):
 
 
 def run_ase(
-    model_path, atoms, steps, timestep_fs, device, seed=0, lean_above=None, save=None
+    model_path,
+    atoms,
+    steps,
+    timestep_fs,
+    device,
+    seed=0,
+    lean_above=None,
+    save=None,
+    resume=False,
 ):
     """With ``save``, the energies so far are written there every ``SAVE_EVERY``
-    steps."""
-    dynamics = ase_dynamics(model_path, atoms, timestep_fs, device, seed, lean_above)
-    energies = []
+    steps, and the state of the trajectory beside them (``save_trajectory``); with
+    ``resume`` too, a trajectory whose state is there continues from it, so that a
+    long trajectory can be computed over several runs."""
+    state = None if save is None else Path(save).with_suffix(".state.npz")
+    run = (Path(model_path).name, str(timestep_fs), str(seed))
+    if resume and state is not None and state.exists():
+        dynamics, energies = resumed_dynamics(
+            state, run, model_path, atoms, timestep_fs, device, lean_above
+        )
+    else:
+        dynamics = ase_dynamics(
+            model_path, atoms, timestep_fs, device, seed, lean_above
+        )
+        energies = []
+    done = len(energies)
     dynamics.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
     if save is not None:
-        dynamics.attach(lambda: save_energies(save, energies), interval=SAVE_EVERY)
+        keep = functools.partial(save_trajectory, save, state, run, dynamics, energies)
+        dynamics.attach(keep, interval=SAVE_EVERY)
     start = time.perf_counter()
-    dynamics.run(steps)
+    dynamics.run(max(steps - done, 0))
     elapsed = time.perf_counter() - start
-    return np.array(energies), elapsed / steps
+    return np.array(energies), elapsed / max(steps - done, 1)
+
+
+def save_trajectory(save, state, run, dynamics, energies):
+    """The energies so far to ``save`` and, to ``state``, what continuing the
+    trajectory needs: positions, momenta, step count, energies, and the (model,
+    timestep, seed) it was run with (both files written atomically)."""
+    save_energies(save, energies)
+
+    def write(path):
+        with open(path, "wb") as file:
+            np.savez(
+                file,
+                positions=dynamics.atoms.get_positions(),
+                momenta=dynamics.atoms.get_momenta(),
+                nsteps=dynamics.nsteps,
+                energies=np.asarray(energies),
+                run=np.array(run),
+            )
+
+    write_atomically(state, write)
+
+
+def resumed_dynamics(state, run, model_path, atoms, timestep_fs, device, lean_above):
+    """ASE velocity Verlet continuing the trajectory saved in ``state`` by
+    ``save_trajectory``, and its energies so far; a clear error if that trajectory
+    was run with another (model, timestep, seed) ``run`` or system."""
+    saved = np.load(state)
+    saved_run = tuple(str(field) for field in saved["run"])
+    if saved_run != run or len(saved["positions"]) != len(atoms):
+        raise ValueError(
+            f"{state} holds a trajectory of (model, timestep, seed) = "
+            f"{saved_run} with {len(saved['positions'])} atoms, not "
+            f"{run} with {len(atoms)}: remove it or choose another --save-energies"
+        )
+    attach_model(atoms, model_path, device, lean_above)
+    atoms.set_positions(saved["positions"])
+    atoms.set_momenta(saved["momenta"])
+    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
+    dynamics.nsteps = int(saved["nsteps"])
+    return dynamics, list(saved["energies"])
 
 
 def run_ipi(model_path, atoms, steps, timestep_fs, device, seed=0):
@@ -308,11 +379,18 @@ def main():
         "(ENGINE_VARIANT_SYSTEM_seedN.txt; ASE rewrites them every "
         f"{SAVE_EVERY} steps, the other engines at the end)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="ASE only, with --save-energies: continue each trajectory from the "
+        "state saved beside its energies (...seedN.state.npz) by an earlier run",
+    )
     add_seeds_argument(parser)
     args = parser.parse_args()
     engines = dict(ENGINES)
-    if args.lean_forces_above is not None:
-        engines["ase"] = functools.partial(run_ase, lean_above=args.lean_forces_above)
+    engines["ase"] = functools.partial(
+        run_ase, lean_above=args.lean_forces_above, resume=args.resume
+    )
 
     torch.set_num_threads(args.threads)
     raw_path = Path(args.model).resolve()
