@@ -133,8 +133,8 @@ def test_below_the_threshold_the_full_graph_gives_hessians(slab):
     """Up to ``lean_forces_above`` tokens the graph is kept, and the Hessian by
     double backward equals finite differences of the gradient; above it (lean),
     the double backward misses the blocks' curvature, as documented. Tokens count
-    in float32 units: this float64 model is lean from half the threshold that
-    keeps its graph."""
+    in units of graph memory (``PETNetwork.graph_tokens``): the threshold is set
+    at this batch's count exactly, and one below it."""
     model = energy_model([1, 8])
     atoms = slab[:24]
     system = system_from_atoms(model, atoms)
@@ -151,11 +151,11 @@ def test_below_the_threshold_the_full_graph_gives_hessians(slab):
         gradients.append(_energy_and_gradients(model.network, [moved])[1][0])
     finite_difference = (gradients[0] - gradients[1]) / (2 * step)
 
-    float32_tokens = 2 * _tokens(model, atoms)
-    set_lean_forces(model, float32_tokens)
+    counted = _graph_tokens(model, atoms, rows_per_atom=1)
+    set_lean_forces(model, counted)
     product = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
     torch.testing.assert_close(product, finite_difference, rtol=0.0, atol=1e-6)
-    for threshold in (0, float32_tokens - 1):
+    for threshold in (0, counted - 1):
         set_lean_forces(model, threshold)
         lean = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
         assert float((lean - finite_difference).abs().max()) > 1e-2
@@ -181,20 +181,23 @@ def _layerwise_energy_and_gradients(model, eager, atoms):
     return energy.detach(), gradients
 
 
-def _tokens(model, atoms) -> int:
-    """Atoms times their longest environment (central token included)."""
+def _graph_tokens(model, atoms, rows_per_atom: int) -> int:
+    """``rows_per_atom`` rows per atom times the longest environment (central
+    token included), counted by ``PETNetwork.graph_tokens`` for this model and
+    dtype."""
     from metatrain_pet.systems.batch import flatten_systems
 
     system = system_from_atoms(model, atoms)
     batch = flatten_systems([system], model.network.neighbor_list_options)
-    return len(atoms) * (1 + int(torch.bincount(batch.centers).max()))
+    width = 1 + int(torch.bincount(batch.centers).max())
+    tokens = rows_per_atom * len(atoms) * width
+    return model.network.graph_tokens(tokens, width, system.positions)
 
 
 def _certain_lean_bound(eager, atoms) -> int:
-    """Float32 tokens of two rows per atom of this float64 model (a float64
-    token counts twice): above it the frames are recomputed, below it they keep
-    their graph (``PETNetwork.lean_frames_target``)."""
-    return 2 * 2 * _tokens(eager, atoms)
+    """Tokens of two rows per atom: above it the frames are recomputed, below it
+    they keep their graph (``PETNetwork.lean_frames_target``)."""
+    return _graph_tokens(eager, atoms, rows_per_atom=2)
 
 
 def _count_calls(module, method: str, calls: dict, key: str) -> None:

@@ -15,7 +15,9 @@ def set_lean_forces(model: torch.nn.Module, above_tokens: int) -> int:
     """Use lean forces in every PET network of ``model`` for batches of more than
     ``above_tokens`` tokens (0: always, -1: never; by default above
     ``LEAN_FORCES_ABOVE`` of :mod:`metatrain_pet.pet.network`), counted in float32
-    units (a float64 token counts twice); returns the number of networks set.
+    tokens of the default model: a token counts as its estimated graph memory
+    (``PETNetwork.graph_tokens``; a float64 token twice, a token of a wider model
+    more); returns the number of networks set.
 
     With lean forces, an energy evaluated for its forces or stress keeps no graph
     of the message-passing blocks: they are evaluated again, chunk by chunk, to

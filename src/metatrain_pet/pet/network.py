@@ -29,6 +29,7 @@ from ..nn.environments import (
     detached_environments,
     geometric_input,
 )
+from ..nn.graph_memory import REFERENCE_FLOATS, token_floats
 from ..nn.inputs import InputFeatures
 from ..nn.layerwise import (
     FrameRows,
@@ -58,17 +59,10 @@ from .targets import (
 )
 
 LEAN_FORCES_ABOVE = 1 << 19
-"""Tokens (atoms times the longest environment) above which a batch is evaluated
-with lean forces by default: about 10⁴ atoms of liquid water at 4.5 Å, where the
-graph of the blocks of the default model would hold ~16 GB in float32. Tokens
-are counted in float32 units (:func:`float32_tokens`)."""
-
-
-def float32_tokens(tokens: int, values: torch.Tensor) -> int:
-    """``tokens`` of the dtype of ``values`` counted in float32 units: a float64
-    token keeps twice the memory in the graph, so a float64 model switches to lean
-    forces at half the tokens (~32 GB instead of ~16 GB otherwise)."""
-    return tokens * values.element_size() // 4
+"""Tokens above which a batch is evaluated with lean forces by default, in the unit
+of :meth:`PETNetwork.graph_tokens` (float32 tokens of the default model in liquid
+water): about 10⁴ atoms of liquid water, where the graph of the blocks of the
+default model would hold ~15 GB in float32."""
 
 
 class LastBlock(NamedTuple):
@@ -107,14 +101,24 @@ class PETNetwork(torch.nn.Module):
     """Names of the per-atom inputs read from the systems (``atomic_inputs``)."""
     lean_forces_above: int
     """Evaluate energies for forces and stress with the memory of one chunk's
-    graph (:meth:`_lean_energies`) in batches of more than this many tokens (0:
-    always, -1: never); set by :func:`metatrain_pet.runtime.set_lean_forces`."""
+    graph (:meth:`_lean_energies`) in batches of more than this many tokens,
+    counted by :meth:`graph_tokens` (0: always, -1: never); set by
+    :func:`metatrain_pet.runtime.set_lean_forces`."""
+    graph_floats: int
+    """Floats the graph of the blocks keeps per token, whatever the environment
+    length (:func:`~metatrain_pet.nn.graph_memory.token_floats`)."""
+    graph_floats_per_width: int
+    """... and per token of the longest environment (attention coefficients)."""
+    graph_unit_bytes: int
+    """Bytes of the unit of :meth:`graph_tokens`."""
 
     def __init__(self, hypers: Dict, atomic_types: List[int]):
         super().__init__()
         self.rotate_environments = False
         self.rotation_inversion = False
         self.lean_forces_above = LEAN_FORCES_ABOVE
+        self.graph_floats, self.graph_floats_per_width = token_floats(hypers)
+        self.graph_unit_bytes = 4 * REFERENCE_FLOATS
         self.atomic_types = sorted(atomic_types)
         self.cutoff = float(hypers["cutoff"])
         self.cutoff_width = float(hypers["cutoff_width"])
@@ -243,8 +247,9 @@ class PETNetwork(torch.nn.Module):
         forced: bool,
     ) -> Optional[str]:
         """The target of a lean evaluation (:meth:`_lean_energies`), or None when
-        the evaluation is not one: at most ``lean_forces_above`` float32 tokens (with
-        layer-wise ECSE, those of the (atom, frame) rows), positions and cell not
+        the evaluation is not one: at most ``lean_forces_above`` tokens
+        (:meth:`graph_tokens`; with layer-wise ECSE, those of the (atom, frame)
+        rows), positions and cell not
         requiring gradients, or no :meth:`_lean_output`. ``forced`` (frames
         without autograd) skips the first two conditions."""
         if forced:
@@ -255,14 +260,24 @@ class PETNetwork(torch.nn.Module):
         rows = environments.token_weights.shape[0]
         if frames is not None:
             rows = frames[0].shape[0]
-        tokens = float32_tokens(
-            rows * environments.token_weights.shape[1], environments.geometry
-        )
+        width = environments.token_weights.shape[1]
+        tokens = self.graph_tokens(rows * width, width, environments.geometry)
         if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
             return None
         if not environments.geometry.requires_grad:
             return None
         return self._lean_output(outputs, subsets[-1].atoms is None)
+
+    def graph_tokens(self, tokens: int, width: int, values: torch.Tensor) -> int:
+        """``tokens`` in environments of ``width`` tokens, with the dtype of
+        ``values``, counted in the unit of ``lean_forces_above``: the graph memory of
+        a float32 token of the default model in liquid water
+        (:mod:`~metatrain_pet.nn.graph_memory`). A float64 token counts twice, a
+        token of a model twice as wide about twice, one of the small model (d_PET
+        32, d_FF 64) about a fifth."""
+        floats = self.graph_floats + self.graph_floats_per_width * width
+        bytes_per_float = values.element_size()
+        return tokens * floats * bytes_per_float // self.graph_unit_bytes
 
     def _lean_output(
         self, outputs: Dict[str, ModelOutput], all_atoms: bool
@@ -291,7 +306,7 @@ class PETNetwork(torch.nn.Module):
         with ``frame_gradients``): positions or cell require gradients, a
         :meth:`_lean_output` exists, and even at the least two frames per atom
         (every frame comes with its mirror image) the rows hold more than
-        ``lean_forces_above`` float32 tokens. None otherwise."""
+        ``lean_forces_above`` tokens (:meth:`graph_tokens`). None otherwise."""
         if self.lean_forces_above < 0:
             return None
         gradients = False
@@ -308,7 +323,7 @@ class PETNetwork(torch.nn.Module):
             if len(pairs) > 0:
                 centers = pairs.column("first_atom").to(torch.long)
                 width = max(width, 1 + int(torch.bincount(centers).max()))
-        tokens = float32_tokens(2 * n_atoms * width, systems[0].positions)
+        tokens = self.graph_tokens(2 * n_atoms * width, width, systems[0].positions)
         if tokens <= self.lean_forces_above:
             return None
         return name
