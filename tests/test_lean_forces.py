@@ -4,10 +4,12 @@ back block by block and chunk by chunk. The energies and their gradients with
 respect to positions and cell are those of the full graph."""
 
 import ase.io
+import numpy
 import pytest
 import torch
 from metatomic.torch import ModelOutput
 
+from metatrain_pet.pet.network import LEAN_FORCES_ABOVE
 from metatrain_pet.runtime import set_lean_forces, set_max_tokens
 from pet_helpers import DATA, energy_model, system_from_atoms
 
@@ -269,3 +271,17 @@ def test_the_last_block_runs_once(slab, layerwise):
     assert calls["run 0"] == calls["run 1"] == 1
     assert calls["run 2"] == 0
     assert calls["chunk 0"] == calls["chunk 1"] == calls["chunk 2"] > 1
+
+
+@pytest.mark.parametrize("value", ["a", 1.5, True, -2, 2**63])
+def test_run_time_settings_reject_what_is_not_a_count(value):
+    """A clear error, before any module is changed, instead of a comparison that
+    fails at the next evaluation (eager) or a pybind11 cast error (TorchScript)."""
+    model = energy_model([1, 8])
+    with pytest.raises(ValueError, match="above_tokens must be an integer"):
+        set_lean_forces(model, value)
+    with pytest.raises(ValueError, match="max_tokens must be an integer"):
+        set_max_tokens(model, value)
+    assert model.network.lean_forces_above == LEAN_FORCES_ABOVE
+    assert set_lean_forces(model, numpy.int64(7)) == 1
+    assert model.network.lean_forces_above == 7

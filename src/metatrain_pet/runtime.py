@@ -1,6 +1,8 @@
 """Run-time settings of a built, exported or TorchScript-compiled PET: they change
 the cost of an evaluation, not its result, and are not saved in checkpoints."""
 
+import operator
+
 import torch
 
 
@@ -8,6 +10,7 @@ def set_max_tokens(model: torch.nn.Module, max_tokens: int) -> int:
     """Set the tokens per chunk of environments (:mod:`metatrain_pet.nn.chunks`) of
     every block of ``model`` (0: the device's default); returns the number of
     blocks set."""
+    max_tokens = _count("max_tokens", max_tokens, smallest=0)
     return _set_on_modules(model, "MessagePassingBlock", "max_tokens", max_tokens)
 
 
@@ -26,7 +29,23 @@ def set_lean_forces(model: torch.nn.Module, above_tokens: int) -> int:
     block but the last (on CPU, about the full graph's time from ~1500 atoms).
     First derivatives (forces, stress) are exact; second derivatives (Hessians by
     double backward) are not available through it. Training never uses it."""
+    above_tokens = _count("above_tokens", above_tokens, smallest=-1)
     return _set_on_modules(model, "PETNetwork", "lean_forces_above", above_tokens)
+
+
+def _count(name: str, value, smallest: int) -> int:
+    """``value`` as an int (a numpy integer too), or a clear error unless it is
+    an integer from ``smallest`` to the largest int64 (what the attribute of a
+    TorchScript module holds)."""
+    try:
+        integer = operator.index(value)
+    except TypeError:
+        integer = None
+    if isinstance(value, bool) or integer is None or not smallest <= integer < 2**63:
+        raise ValueError(
+            f"{name} must be an integer from {smallest} to 2^63 - 1, got {value!r}"
+        )
+    return integer
 
 
 def _set_on_modules(model: torch.nn.Module, class_name: str, name: str, value) -> int:
