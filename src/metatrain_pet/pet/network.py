@@ -274,7 +274,7 @@ class PETNetwork(torch.nn.Module):
         a float32 token of the default model in liquid water
         (:mod:`~metatrain_pet.nn.graph_memory`). A float64 token counts twice, a
         token of a model twice as wide about twice, one of the small model (d_PET
-        32, d_FF 64) about a fifth."""
+        32, d_FF 64) about a third."""
         floats = self.graph_floats + self.graph_floats_per_width * width
         bytes_per_float = values.element_size()
         return tokens * floats * bytes_per_float // self.graph_unit_bytes
