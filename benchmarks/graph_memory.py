@@ -23,6 +23,7 @@ import torch
 from matched_hypers import OURS
 
 from metatrain_pet.nn.graph_memory import REFERENCE_FLOATS, saved_bytes
+from metatrain_pet.systems.batch import longest_environment
 
 SHAPES = {
     "default": {},
@@ -48,9 +49,7 @@ def measure(shape: dict, label: str, dtype: str, preset: str) -> dict:
         model = inference.build_models(dtype, lean_forces_above=-1, **shape)[OURS]
     network = model.module.network
     system = inference.prepare(model, inference.structure(label), dtype)
-    neighbors = system.get_neighbor_list(network.neighbor_list_options).samples
-    counts = torch.bincount(neighbors.column("first_atom").to(torch.long))
-    width = 1 + int(counts.max())
+    width = longest_environment(system, network.neighbor_list_options)
     rows = len(system)
     if preset:
         rows = round(layerwise.frames_per_atom(model, system) * len(system))

@@ -15,6 +15,7 @@ from metatrain_pet.nn.graph_memory import (
     saved_bytes,
     token_floats,
 )
+from metatrain_pet.systems.batch import longest_environment
 from pet_helpers import ARCHITECTURE_NAME, DATA, energy_model, system_from_atoms
 
 ENERGY = {"energy": ModelOutput(sample_kind="system")}
@@ -56,9 +57,7 @@ def test_the_estimate_follows_the_saved_tensors(shape, dtype):
     model.requires_grad_(False)  # as exported: no graph for the weights' gradients
     atoms = ase.io.read(DATA / "water64_2.xyz", "0")
     system = system_from_atoms(model, atoms, dtype)
-    options = model.network.neighbor_list_options
-    centers = system.get_neighbor_list(options).samples.column("first_atom")
-    width = 1 + int(torch.bincount(centers.to(torch.long)).max())
+    width = longest_environment(system, model.network.neighbor_list_options)
     tokens = len(atoms) * width
     units = model.network.graph_tokens(tokens, width, system.positions)
     estimated = units * 4 * REFERENCE_FLOATS

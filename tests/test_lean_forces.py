@@ -187,11 +187,10 @@ def _graph_tokens(model, atoms, rows_per_atom: int) -> int:
     """``rows_per_atom`` rows per atom times the longest environment (central
     token included), counted by ``PETNetwork.graph_tokens`` for this model and
     dtype."""
-    from metatrain_pet.systems.batch import flatten_systems
+    from metatrain_pet.systems.batch import longest_environment
 
     system = system_from_atoms(model, atoms)
-    batch = flatten_systems([system], model.network.neighbor_list_options)
-    width = 1 + int(torch.bincount(batch.centers).max())
+    width = longest_environment(system, model.network.neighbor_list_options)
     tokens = rows_per_atom * len(atoms) * width
     return model.network.graph_tokens(tokens, width, system.positions)
 

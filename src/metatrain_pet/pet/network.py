@@ -47,6 +47,7 @@ from ..systems.batch import (
     SystemBatch,
     atom_samples,
     flatten_systems,
+    longest_environment,
     selected_atom_indices,
 )
 from ..systems.inputs import SYSTEM_INPUTS, atomic_input_values, system_input_values
@@ -318,11 +319,8 @@ class PETNetwork(torch.nn.Module):
             return None
         n_atoms, width = 0, 1
         for system in systems:
-            pairs = system.get_neighbor_list(self.neighbor_list_options).samples
             n_atoms += len(system)
-            if len(pairs) > 0:
-                centers = pairs.column("first_atom").to(torch.long)
-                width = max(width, 1 + int(torch.bincount(centers).max()))
+            width = max(width, longest_environment(system, self.neighbor_list_options))
         tokens = self.graph_tokens(2 * n_atoms * width, width, systems[0].positions)
         if tokens <= self.lean_forces_above:
             return None

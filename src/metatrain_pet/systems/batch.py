@@ -72,6 +72,16 @@ def flatten_systems(systems: List[System], options: NeighborListOptions) -> Syst
     )
 
 
+def longest_environment(system: System, options: NeighborListOptions) -> int:
+    """Tokens of the longest atomic environment of ``system`` in the neighbour
+    list of ``options``, central token included (1 without neighbours)."""
+    pairs = system.get_neighbor_list(options).samples
+    if len(pairs) == 0:
+        return 1
+    centers = pairs.column("first_atom").to(torch.long)
+    return 1 + int(torch.bincount(centers).max())
+
+
 def atom_samples(batch: SystemBatch, atoms: torch.Tensor) -> Labels:
     """``(system, atom)`` sample labels of some atoms of the batch (flat indices)."""
     structures = batch.structure_of_atom[atoms]
