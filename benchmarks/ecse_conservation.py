@@ -126,7 +126,8 @@ def main():
     directory = Path(tempfile.mkdtemp())
     print(
         f"{'lambda':>7} {'spread/meV':>11} {'model':5} {'seed':>4} "
-        f"{'drift/eV/atom/ps':>17} {'error/eV/atom':>14} {'ms/step':>8}"
+        f"{'drift/eV/atom/ps':>17} {'error/eV/atom':>14} {'ms/step':>8} "
+        f"{'closest/A':>9}"
     )
     for weight in args.weights:
         raw = mixed_model(atoms, weight)

@@ -13,6 +13,11 @@ tests/data/ethanol_40.xyz (gas phase) or tests/data/water64_2.xyz (periodic).
 drift: slope of a line fitted to the total energy, eV/atom/ps.
 error: RMS deviation of the total energy from its initial value, eV/atom.
 ms/step: wall time per MD step (per evaluation for C++), after 5 warm-up steps.
+closest/A: ASE only, the smallest distance between two atoms over the trajectory.
+A drift says nothing of the model where this falls well below the start's (0.92 A
+for the water box, 0.96 for ethanol): the trajectory has left the region the model
+was trained on (atoms passing through each other), as the small water PETs of
+``benchmarks/results/layerwise_md_water*`` do within 50 fs.
 
 Over 0.5 ps the fitted slope is dominated by the fluctuations of the total energy,
 so one trajectory does not resolve a drift of 1e-5 eV/atom/ps; ``--seeds`` runs one
@@ -41,6 +46,7 @@ import torch
 from ase import units
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
+from ase.neighborlist import neighbor_list
 from metatomic.torch import load_atomistic_model
 from metatomic_ase import MetatomicCalculator
 
@@ -51,6 +57,8 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 WARMUP_STEPS = 5
 SAVE_EVERY = 20
 GAS_PHASE_BOX = 30.0
+CLOSEST_SEARCH = 2.0
+"""Largest distance (A) that ``closest_distance`` looks for."""
 
 
 def load_system(name):
@@ -80,6 +88,13 @@ def drift_statistics(drifts):
     return drifts.mean(), standard_error, np.sqrt(np.mean(drifts**2))
 
 
+def closest_distance(atoms):
+    """The smallest distance between two atoms (minimum image), or
+    ``CLOSEST_SEARCH`` when no two are closer."""
+    distances = neighbor_list("d", atoms, CLOSEST_SEARCH)
+    return float(distances.min()) if len(distances) > 0 else CLOSEST_SEARCH
+
+
 def add_seeds_argument(parser):
     """``--seeds``: the seeds of the initial velocities, one trajectory each."""
     parser.add_argument(
@@ -99,21 +114,25 @@ def run_seeds(
     several seeds a summary row of the drifts. With ``save`` (a path without
     suffix), the total energies of each trajectory go to ``{save}_seed{seed}.txt``
     (eV, one per step), rewritten every ``SAVE_EVERY`` steps by ASE so that a
-    trajectory stopped early keeps what it computed."""
+    trajectory stopped early keeps what it computed. ``run`` returns the total
+    energies, the seconds per step and the closest approach of two atoms at every
+    step (``None`` when the engine does not give it)."""
     drifts = []
     saves_as_it_goes = "save" in inspect.signature(run).parameters
     for seed in seeds:
         path = None if save is None else f"{save}_seed{seed}.txt"
         partial = {"save": path} if saves_as_it_goes else {}
-        energies, seconds = run(
+        energies, seconds, closest = run(
             model_path, atoms.copy(), steps, timestep_fs, device, seed, **partial
         )
         if path is not None:
             save_energies(path, energies)
         drift, error = drift_and_error(energies, len(atoms), timestep_fs)
         drifts.append(drift)
+        closest = "-" if closest is None else f"{np.nanmin(closest):.3f}"
         print(
-            f"{prefix} {seed:4d} {drift:17.3e} {error:14.3e} {1e3 * seconds:9.1f}",
+            f"{prefix} {seed:4d} {drift:17.3e} {error:14.3e} {1e3 * seconds:9.1f} "
+            f"{closest:>9}",
             flush=True,
         )
     if len(drifts) > 1:
@@ -167,29 +186,37 @@ def run_ase(
     state = None if save is None else Path(save).with_suffix(".state.npz")
     run = (Path(model_path).name, str(timestep_fs), str(seed))
     if resume and state is not None and state.exists():
-        dynamics, energies = resumed_dynamics(
+        dynamics, energies, closest = resumed_dynamics(
             state, run, model_path, atoms, timestep_fs, device, lean_above
         )
     else:
         dynamics = ase_dynamics(
             model_path, atoms, timestep_fs, device, seed, lean_above
         )
-        energies = []
+        energies, closest = [], []
     done = len(energies)
-    dynamics.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
+
+    def record():
+        energies.append(atoms.get_total_energy())
+        closest.append(closest_distance(atoms))
+
+    dynamics.attach(record, interval=1)
     if save is not None:
-        keep = functools.partial(save_trajectory, save, state, run, dynamics, energies)
+        keep = functools.partial(
+            save_trajectory, save, state, run, dynamics, energies, closest
+        )
         dynamics.attach(keep, interval=SAVE_EVERY)
     start = time.perf_counter()
     dynamics.run(max(steps - done, 0))
     elapsed = time.perf_counter() - start
-    return np.array(energies), elapsed / max(steps - done, 1)
+    return np.array(energies), elapsed / max(steps - done, 1), np.array(closest)
 
 
-def save_trajectory(save, state, run, dynamics, energies):
+def save_trajectory(save, state, run, dynamics, energies, closest):
     """The energies so far to ``save`` and, to ``state``, what continuing the
-    trajectory needs: positions, momenta, step count, energies, and the (model,
-    timestep, seed) it was run with (both files written atomically)."""
+    trajectory needs: positions, momenta, step count, energies and closest
+    approaches, and the (model, timestep, seed) it was run with (both files
+    written atomically)."""
     save_energies(save, energies)
 
     def write(path):
@@ -200,6 +227,7 @@ def save_trajectory(save, state, run, dynamics, energies):
                 momenta=dynamics.atoms.get_momenta(),
                 nsteps=dynamics.nsteps,
                 energies=np.asarray(energies),
+                closest=np.asarray(closest),
                 run=np.array(run),
             )
 
@@ -208,8 +236,9 @@ def save_trajectory(save, state, run, dynamics, energies):
 
 def resumed_dynamics(state, run, model_path, atoms, timestep_fs, device, lean_above):
     """ASE velocity Verlet continuing the trajectory saved in ``state`` by
-    ``save_trajectory``, and its energies so far; a clear error if that trajectory
-    was run with another (model, timestep, seed) ``run`` or system."""
+    ``save_trajectory``, its energies and closest approaches so far (NaN for the
+    steps of a state saved before these were recorded); a clear error if that
+    trajectory was run with another (model, timestep, seed) ``run`` or system."""
     saved = np.load(state)
     saved_run = tuple(str(field) for field in saved["run"])
     if saved_run != run or len(saved["positions"]) != len(atoms):
@@ -223,7 +252,9 @@ def resumed_dynamics(state, run, model_path, atoms, timestep_fs, device, lean_ab
     atoms.set_momenta(saved["momenta"])
     dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     dynamics.nsteps = int(saved["nsteps"])
-    return dynamics, list(saved["energies"])
+    energies = list(saved["energies"])
+    closest = saved["closest"] if "closest" in saved else np.full(len(energies), np.nan)
+    return dynamics, energies, list(closest)
 
 
 def run_ipi(model_path, atoms, steps, timestep_fs, device, seed=0):
@@ -269,7 +300,7 @@ def run_ipi(model_path, atoms, steps, timestep_fs, device, seed=0):
             elapsed = time.perf_counter() - start
         finally:
             os.chdir(cwd)
-    return np.array(energies), elapsed / steps
+    return np.array(energies), elapsed / steps, None
 
 
 def run_torchsim(model_path, atoms, steps, timestep_fs, device, seed=0):
@@ -301,7 +332,7 @@ def run_torchsim(model_path, atoms, steps, timestep_fs, device, seed=0):
         )
         energies.append((state.energy + kinetic).item())
     elapsed = time.perf_counter() - start
-    return np.array(energies), elapsed / steps
+    return np.array(energies), elapsed / steps, None
 
 
 def cpp_ms_per_evaluation(program, model_path, atoms, steps, device):
@@ -411,7 +442,8 @@ def main():
 
     print(
         f"{'engine':9} {'model':5} {'system':8} {'steps':>6} {'seed':>4} "
-        f"{'drift/eV/atom/ps':>17} {'error/eV/atom':>14} {'ms/step':>9}"
+        f"{'drift/eV/atom/ps':>17} {'error/eV/atom':>14} {'ms/step':>9} "
+        f"{'closest/A':>9}"
     )
     for variant in args.variants:
         systems = args.systems if variant == "raw" else args.ecse_systems
@@ -448,7 +480,7 @@ def main():
                 )
                 print(
                     f"{'cpp':9} {variant:5} {system:8} {steps:6d} {'-':>4} "
-                    f"{'-':>17} {'-':>14} {milliseconds:9.1f}",
+                    f"{'-':>17} {'-':>14} {milliseconds:9.1f} {'-':>9}",
                     flush=True,
                 )
 

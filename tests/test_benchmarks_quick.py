@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metatrain_pet.pet.untrained import TINY_SIZES, untrained_energy_model
@@ -71,12 +72,15 @@ def test_engines_benchmark_summarises_several_seeds(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for variant in ("raw", "ecse"):
         rows = re.findall(
-            rf"^ase\s+{variant}\s+ethanol\s+4\s+(\d)\s+(\S+)\s+(\S+)\s+(\S+)$",
+            rf"^ase\s+{variant}\s+ethanol\s+4\s+(\d)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$",
             result.stdout,
             re.M,
         )
         assert [row[0] for row in rows] == ["0", "1"]
         assert all(float(row[2]) > 0.0 for row in rows)
+        # closest approach: an O-H bond of ethanol (0.96 A at the start), not the
+        # search radius that would mean no distance was measured
+        assert all(0.8 < float(row[4]) < 1.1 for row in rows)
         summary = re.search(
             rf"^ase\s+{variant}\s+ethanol\s+4\s+all mean (\S+) ± (\S+), RMS (\S+)",
             result.stdout,
@@ -90,3 +94,28 @@ def test_engines_benchmark_summarises_several_seeds(tmp_path):
         assert float(summary.group(1)) == pytest.approx(mean, abs=rounding)
         rms = (sum(d**2 for d in drifts) / 2) ** 0.5
         assert float(summary.group(3)) == pytest.approx(rms, abs=rounding)
+
+
+@pytest.mark.slow
+def test_engines_benchmark_resumes_a_trajectory_with_its_closest_approach(tmp_path):
+    model_path = tmp_path / "model.pt"
+    untrained_energy_model(**TINY_SIZES).export().save(str(model_path))
+    saved = tmp_path / "energies"
+
+    def run(steps, *extra):
+        command = [sys.executable, str(REPO / "benchmarks" / "engines.py")]
+        command += [str(model_path), "--steps", str(steps), "--systems", "ethanol"]
+        command += ["--variants", "raw", "--engines", "ase", "--threads", "1"]
+        command += ["--save-energies", str(saved), *extra]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return np.load(saved / "ase_raw_ethanol_seed0.state.npz")
+
+    whole = run(40)
+    (saved / "ase_raw_ethanol_seed0.state.npz").unlink()
+    run(20)
+    resumed = run(40, "--resume")
+    np.testing.assert_array_equal(resumed["energies"], whole["energies"])
+    np.testing.assert_array_equal(resumed["closest"], whole["closest"])
+    assert len(resumed["closest"]) == len(resumed["energies"]) > 20
+    assert 0.8 < resumed["closest"].min() < 1.1
