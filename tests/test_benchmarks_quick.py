@@ -119,3 +119,47 @@ def test_engines_benchmark_resumes_a_trajectory_with_its_closest_approach(tmp_pa
     np.testing.assert_array_equal(resumed["closest"], whole["closest"])
     assert len(resumed["closest"]) == len(resumed["energies"]) > 20
     assert 0.8 < resumed["closest"].min() < 1.1
+
+
+def _benchmark_module(name):
+    """A script of ``benchmarks/`` imported as a module (they import each other by
+    file name, as when run from there)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_water_bend_closes_one_angle_and_keeps_the_bond():
+    water_bend = _benchmark_module("water_bend")
+    oxygen, hydrogen = np.zeros(3), np.array([0.6, 0.75, 0.1])
+    other = np.array([0.96, 0.0, 0.0])
+    axis = np.cross(other, hydrogen)
+    axis /= np.linalg.norm(axis)
+    start = np.arccos(other @ hydrogen / 0.96 / np.linalg.norm(hydrogen))
+    moved = water_bend.rotated(hydrogen - oxygen, axis, np.radians(60.0) - start)
+    cosine = moved @ other / np.linalg.norm(moved) / 0.96
+    assert np.degrees(np.arccos(cosine)) == pytest.approx(60.0, abs=1e-9)
+    assert np.linalg.norm(moved) == pytest.approx(np.linalg.norm(hydrogen), abs=1e-12)
+
+
+def test_frame_roughness_is_zero_for_a_translation_only():
+    frame_roughness = _benchmark_module("frame_roughness")
+    from metatrain_pet.ecse.hypers import resolve_ecse_hypers
+    from metatrain_pet.ecse.symmetrizer import Symmetrizer
+
+    atoms = _benchmark_module("engines").load_system("ethanol")
+    start = atoms.get_positions()
+    config = resolve_ecse_hypers(None, "loose", mode="layerwise")
+    symmetrizer = Symmetrizer(config, [])
+    parameters = np.linspace(0.0, 1.0, 5)
+    moved = start + np.array([0.3, -0.2, 0.1])
+    second, counts = frame_roughness.roughness(
+        symmetrizer, atoms, start, moved, parameters
+    )
+    assert second.shape == (3, len(atoms)) and np.all(counts > 0)
+    assert np.max(second) < 1e-8
+    bent = start + 0.05 * np.random.default_rng(0).normal(size=start.shape)
+    second, _ = frame_roughness.roughness(symmetrizer, atoms, start, bent, parameters)
+    assert np.max(second) > 1e-3
