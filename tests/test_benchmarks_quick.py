@@ -163,3 +163,18 @@ def test_frame_roughness_is_zero_for_a_translation_only():
     bent = start + 0.05 * np.random.default_rng(0).normal(size=start.shape)
     second, _ = frame_roughness.roughness(symmetrizer, atoms, start, bent, parameters)
     assert np.max(second) > 1e-3
+
+
+@pytest.mark.slow
+def test_engines_benchmark_gives_the_closest_approach_in_ipi_too(tmp_path):
+    model_path = tmp_path / "model.pt"
+    untrained_energy_model(**TINY_SIZES).export().save(str(model_path))
+    command = [sys.executable, str(REPO / "benchmarks" / "engines.py")]
+    command += [str(model_path), "--steps", "4", "--systems", "ethanol"]
+    command += ["--variants", "raw", "--engines", "ipi", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    row = re.search(
+        r"^ipi\s+raw\s+ethanol\s+4\s+0\s+\S+\s+\S+\s+\S+\s+(\S+)$", result.stdout, re.M
+    )
+    assert 0.8 < float(row.group(1)) < 1.1
