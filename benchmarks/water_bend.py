@@ -15,6 +15,7 @@ import argparse
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from engines import attach_model, load_system
 
@@ -23,17 +24,10 @@ BEND_STIFFNESS = 3.29
 (75.9 kcal/mol/rad²; Wu, Tepper and Voth, J. Chem. Phys. 124, 024503, 2006)."""
 
 
-def rotated(vector, axis, angle):
-    """``vector`` turned by ``angle`` (rad) about the unit ``axis`` (Rodrigues)."""
-    cos, sin = np.cos(angle), np.sin(angle)
-    along = axis * (axis @ vector) * (1.0 - cos)
-    return vector * cos + np.cross(axis, vector) * sin + along
-
-
-def bend_energies(atoms, oxygen, angles_deg):
-    """The box's energy (eV) at each H-O-H angle of the molecule of ``oxygen``,
-    minus the energy at its own angle; and that angle (degrees)."""
-    positions = atoms.get_positions()
+def bent_positions(atoms, oxygen, angle):
+    """Positions with the H-O-H angle of the molecule of ``oxygen`` set to ``angle``
+    (rad) by turning its second H about the molecule's normal (the O-H lengths and
+    every other atom unchanged); and the angle it had (rad)."""
     hydrogens = np.flatnonzero(atoms.numbers == 1)
     distances = atoms.get_distances(oxygen, hydrogens, mic=True)
     first, second = hydrogens[np.argsort(distances)[:2]]
@@ -42,14 +36,23 @@ def bend_energies(atoms, oxygen, angles_deg):
     normal = np.cross(v1, v2)
     normal /= np.linalg.norm(normal)
     start = np.arccos(v1 @ v2 / np.linalg.norm(v1) / np.linalg.norm(v2))
+    positions = atoms.get_positions()
+    turn = Rotation.from_rotvec((angle - start) * normal)
+    positions[second] = positions[oxygen] + turn.apply(v2)
+    return positions, start
+
+
+def bend_energies(atoms, oxygen, angles_deg):
+    """The box's energy (eV) at each H-O-H angle of the molecule of ``oxygen``,
+    minus the energy at its own angle; and that angle (degrees)."""
+    positions = atoms.get_positions()
     reference = atoms.get_potential_energy()
     energies = []
     for angle in np.radians(angles_deg):
-        moved = positions.copy()
-        moved[second] = positions[oxygen] + rotated(v2, normal, angle - start)
-        atoms.set_positions(moved)
+        bent, start = bent_positions(atoms, oxygen, angle)
+        atoms.set_positions(bent)
         energies.append(atoms.get_potential_energy() - reference)
-    atoms.set_positions(positions)
+        atoms.set_positions(positions)
     return np.array(energies), np.degrees(start)
 
 

@@ -131,17 +131,25 @@ def _benchmark_module(name):
         sys.path.remove(str(REPO / "benchmarks"))
 
 
-def test_water_bend_closes_one_angle_and_keeps_the_bond():
+def test_water_bend_closes_one_angle_and_keeps_the_bonds():
     water_bend = _benchmark_module("water_bend")
-    oxygen, hydrogen = np.zeros(3), np.array([0.6, 0.75, 0.1])
-    other = np.array([0.96, 0.0, 0.0])
-    axis = np.cross(other, hydrogen)
-    axis /= np.linalg.norm(axis)
-    start = np.arccos(other @ hydrogen / 0.96 / np.linalg.norm(hydrogen))
-    moved = water_bend.rotated(hydrogen - oxygen, axis, np.radians(60.0) - start)
-    cosine = moved @ other / np.linalg.norm(moved) / 0.96
-    assert np.degrees(np.arccos(cosine)) == pytest.approx(60.0, abs=1e-9)
-    assert np.linalg.norm(moved) == pytest.approx(np.linalg.norm(hydrogen), abs=1e-12)
+    atoms = _benchmark_module("engines").load_system("water")
+    oxygen = 5
+    hydrogens = np.flatnonzero(atoms.numbers == 1)
+    bonded = hydrogens[np.argsort(atoms.get_distances(oxygen, hydrogens, mic=True))]
+    bent, start = water_bend.bent_positions(atoms, oxygen, np.radians(60.0))
+    assert 95.0 < np.degrees(start) < 115.0
+    moved = atoms.copy()
+    moved.set_positions(bent)
+    assert moved.get_angle(bonded[0], oxygen, bonded[1], mic=True) == pytest.approx(
+        60.0, abs=1e-8
+    )
+    for hydrogen in bonded[:2]:
+        assert moved.get_distance(oxygen, hydrogen, mic=True) == pytest.approx(
+            atoms.get_distance(oxygen, hydrogen, mic=True), abs=1e-12
+        )
+    unchanged = np.delete(np.arange(len(atoms)), bonded[1])
+    np.testing.assert_array_equal(bent[unchanged], atoms.positions[unchanged])
 
 
 def test_frame_roughness_is_zero_for_a_translation_only():
