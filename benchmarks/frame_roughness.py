@@ -30,9 +30,9 @@ from md_path import positions_at
 from metatomic.torch import systems_to_torch
 from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
+from metatrain_pet.ecse.ensemble import ensemble_average
 from metatrain_pet.ecse.hypers import resolve_ecse_hypers
 from metatrain_pet.ecse.symmetrizer import Symmetrizer
-from metatrain_pet.geometry.segments import segment_sum
 
 
 def mean_frames(symmetrizer, atoms):
@@ -41,10 +41,11 @@ def mean_frames(symmetrizer, atoms):
     system = get_system_with_neighbor_lists(system, [symmetrizer.ecse_options])
     with torch.no_grad():
         frames, _ = symmetrizer.atom_frames([system])
+    rotations = frames.rotations.reshape(-1, 9)
     n_atoms = len(atoms)
-    totals = segment_sum(frames.weights, frames.pools, n_atoms)
-    weights = (frames.weights / totals[frames.pools]).unsqueeze(1)
-    mean = segment_sum(weights * frames.rotations.reshape(-1, 9), frames.pools, n_atoms)
+    mean = ensemble_average(
+        rotations, frames.weights, frames.pools, n_atoms, None, None
+    )
     return mean.numpy(), np.bincount(frames.pools.numpy(), minlength=n_atoms)
 
 
