@@ -186,3 +186,22 @@ def test_engines_benchmark_gives_the_closest_approach_in_ipi_too(tmp_path):
         r"^ipi\s+raw\s+ethanol\s+4\s+0\s+\S+\s+\S+\s+\S+\s+(\S+)$", result.stdout, re.M
     )
     assert 0.8 < float(row.group(1)) < 1.1
+
+
+def test_force_spectrum_finds_a_feature_narrower_than_a_step():
+    force_spectrum = _benchmark_module("force_spectrum")
+    time = 0.5 * np.arange(400)
+    smooth = np.sin(2 * np.pi * 0.02 * time)[:, None, None] * np.ones((1, 3, 3))
+    shares = force_spectrum.band_shares(smooth, 0.5)
+    assert len(shares) == len(force_spectrum.BANDS)
+    assert sum(shares) == pytest.approx(1.0)
+    assert shares[0] > 0.99 and sum(shares[4:]) < 1e-9
+
+    noise = np.random.default_rng(0).normal(size=(4000, 2, 3))
+    assert sum(force_spectrum.band_shares(noise, 0.5)[4:]) == pytest.approx(0.7, 0.05)
+
+    spiked = smooth.copy()
+    spiked[200, 1, 0] += 0.3
+    assert sum(force_spectrum.band_shares(spiked, 0.5)[4:]) > 1e-5
+    step, atom, norm = force_spectrum.largest_events(spiked, 1)[0]
+    assert (step, atom) == (200, 1) and norm == pytest.approx(0.6, rel=0.01)
