@@ -15,7 +15,9 @@ symmetrization's alone.
         --steps 300
 
 The trajectory starts as ``engines.py --engines ase`` does for the raw model
-(same warm-up and velocities), so ``md_path.py`` can look at an event closely.
+(same warm-up and velocities). Step 0 here is the state before the first recorded
+step, so step n is step n - 1 of ``engines.py --save-energies`` and of
+``md_path.py``, which can look at an event closely.
 """
 
 import argparse
@@ -31,7 +33,7 @@ BANDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 def raw_trajectory(model, system, seed, timestep_fs, steps):
     """Atoms, (steps + 1, atoms, 3) positions and forces of the raw model's NVE
-    trajectory, from the first step that ``engines.py`` records."""
+    trajectory: the state after the warm-up, then every step."""
     atoms = load_system(system)
     dynamics = ase_dynamics(model, atoms, timestep_fs, "cpu", seed)
     positions, forces = [atoms.get_positions()], [atoms.get_forces()]
