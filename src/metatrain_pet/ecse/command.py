@@ -85,8 +85,9 @@ def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-pruning",
         action="store_true",
         help="keep every frame of non-zero weight (no App. F.5 pruning): more "
-        "frames, and no narrow bumps in the forces where the pruning switches a "
-        "frame off at sharp β (see docs/ecse.md)",
+        "frames, and no force bumps narrower than a time step where the pruning "
+        "switches a frame on or off; use it for layer-wise NVE of liquids (see "
+        "docs/ecse.md)",
     )
 
 
