@@ -58,10 +58,11 @@ class ECSEHypers(TypedDict):
     in the paper."""
     pruning: bool = True
     """Smoothly prune the frames of small weight (App. F.5): fewer frames, but a
-    frame's share switches on while its weight changes by a tenth of w_MAX, which
-    in a liquid puts force bumps narrower than a time step into the layer-wise
-    mode's forces and heats NVE runs; switch it off for layer-wise molecular
-    dynamics (``docs/ecse.md``, "The heating is the pruning")."""
+    frame's share switches on while its weight changes by ``prune_width`` w_MAX
+    (a tenth of w_MAX by default), which in a liquid puts force bumps narrower than
+    a time step into the layer-wise mode's forces and heats NVE runs; switch it
+    off for layer-wise molecular dynamics (``docs/ecse.md``, "The heating is the
+    pruning")."""
     beta_w: float = 3.0
     """β_w of the SmoothMaxWeighted giving w_MAX in the pruning (F.5)."""
     prune_threshold: float = 0.1
