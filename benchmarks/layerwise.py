@@ -1,7 +1,7 @@
 """Cost of layer-wise ECSE (App. F.10) against the raw PET, energy + forces.
 
     python benchmarks/layerwise.py --threads 1 --sizes 192 1536 5184 \\
-        [--presets tight loose] [--sizes-json '{"d_pet": 32, ...}']
+        [--presets md tight loose] [--sizes-json '{"d_pet": 32, ...}']
 
 For ethanol and water boxes, one line per ECSE preset, in the usual format
 (``ours`` the layer-wise model, ``peer`` the raw model it symmetrizes, same
@@ -47,13 +47,8 @@ def models(sizes: dict, preset: str, lean_above=None, dtype=torch.float32):
     raw = inference.build_models(dtype, **sizes)[OURS]
     network = raw.module
     hypers = dict(network.hypers)
-    hypers["ecse"] = dict(
-        hypers["ecse"],
-        enable=True,
-        mode="layerwise",
-        fallback="adaptive",
-        **PRESETS[preset],
-    )
+    hypers["ecse"] = dict(hypers["ecse"], enable=True, mode="layerwise")
+    hypers["ecse"].update({"fallback": "adaptive", **PRESETS[preset]})
     layerwise = PET(hypers, network.dataset_info)
     layerwise.load_state_dict(network.state_dict(), strict=False)
     layerwise.additive_models[0].sync_tensor_maps()
@@ -151,7 +146,7 @@ def benchmark(args) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[192, 1536, 5184])
-    parser.add_argument("--presets", nargs="+", default=["tight", "loose"])
+    parser.add_argument("--presets", nargs="+", default=["md", "tight"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes-json", default=json.dumps(SMALL), help="model sizes")

@@ -4,7 +4,7 @@ PETs, raw (y_0) and with layer-wise ECSE switched on a posteriori (y_S).
     python benchmarks/layerwise_accuracy.py \\
         --checkpoint structure=structure.ckpt --checkpoint environment=env.ckpt \\
         --test ../shared/data/rmd17/ethanol_test_01.xyz --n-test 100 \\
-        --presets tight loose
+        --presets md tight loose
 
 The checkpoints come from ``learning_curve.py --save`` (for example trained with
 ``augmentation: structure`` and ``augmentation: environment``). One line per
@@ -67,7 +67,7 @@ def main():
     parser.add_argument("--checkpoint", action="append", required=True)
     parser.add_argument("--test", required=True)
     parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--presets", nargs="+", default=["tight", "loose"])
+    parser.add_argument("--presets", nargs="+", default=["md", "tight", "loose"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -82,9 +82,7 @@ def main():
         raw_spread = spread(raw, structures[:10])
         results[name] = {"raw": dict(raw_errors, rotational_spread=raw_spread)}
         for preset in args.presets:
-            symmetrized = symmetrized_checkpoint(
-                path, preset, {"mode": "layerwise", "fallback": "adaptive"}
-            )
+            symmetrized = symmetrized_checkpoint(path, preset, {"mode": "layerwise"})
             values = dict(
                 errors(symmetrized, structures),
                 rotational_spread=spread(symmetrized, structures[:10]),

@@ -241,8 +241,10 @@ def test_generic_wrapper_refuses_layerwise(models):
 
 def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     """`metatrain-pet ecse MODEL.ckpt --mode layerwise` exports the checkpoint's
-    network with layer-wise ECSE (also with `--preset tight --gradual-onset` and
-    with `--no-pruning`); an exported .pt gets a clear error."""
+    network with layer-wise ECSE, by default with the md preset (the unpruned
+    variant's parameters) and R_out at the model's cutoff, also with `--preset
+    loose` (fallback adaptive), with `--preset tight --gradual-onset` and with
+    `--no-pruning`; an exported .pt gets a clear error."""
     from metatrain_pet.cli import main
 
     raw = pet(False)
@@ -252,13 +254,22 @@ def test_command_line_symmetrizes_a_checkpoint(models, tmp_path):
     output = str(tmp_path / "layerwise.pt")
     arguments = ["ecse", str(tmp_path / "raw.ckpt"), "--mode", "layerwise"]
     atoms = ethanol()
-    options = {
-        "layerwise": [],
-        "gradual": ["--preset", "tight", "--gradual-onset"],
-        "unpruned": ["--preset", "tight", "--beta", "5", "--no-pruning"]
-        + ["--fallback", "adaptive_near_collinear"],
-    }
-    for name, extra in options.items():
+    # R_out defaults to the checkpoint's cutoff (4 Å)
+    assert main(arguments + ["-o", output]) == 0
+    expected = pet(True, r_out=4.0, **LAYERWISE_VARIANTS["unpruned"])
+    expected.load_state_dict(raw.state_dict(), strict=False)
+    expected = evaluate(expected.export(), atoms)["energy"]
+    result = evaluate(load_atomistic_model(output), atoms)["energy"]
+    assert result == pytest.approx(expected, rel=1e-10)
+    arguments += ["--r-out", "5"]
+    unpruned = ["--preset", "tight", "--beta", "5", "--no-pruning"]
+    options = [
+        ("layerwise", ["--preset", "loose"]),
+        ("unpruned", []),
+        ("gradual", ["--preset", "tight", "--gradual-onset"]),
+        ("unpruned", unpruned + ["--fallback", "adaptive_near_collinear"]),
+    ]
+    for name, extra in options:
         assert main(arguments + extra + ["-o", output]) == 0
         expected = evaluate(models[name], atoms)["energy"]
         result = evaluate(load_atomistic_model(output), atoms)["energy"]
@@ -279,10 +290,11 @@ def test_command_line_exports_a_checkpoint_in_another_precision(models, tmp_path
     torch.save(checkpoint, tmp_path / "raw.ckpt")
     output = str(tmp_path / "layerwise32.pt")
     arguments = ["ecse", str(tmp_path / "raw.ckpt"), "--mode", "layerwise"]
+    arguments += ["--r-out", "5"]
     assert main(arguments + ["--dtype", "float32", "-o", output]) == 0
     loaded = load_atomistic_model(output)
     assert loaded.capabilities().dtype == "float32"
     atoms = ethanol()
-    expected = evaluate(models["layerwise"], atoms)["energy"]
+    expected = evaluate(models["unpruned"], atoms)["energy"]
     result = evaluate(loaded, atoms, dtype=torch.float32)
     assert result["energy"] == pytest.approx(expected, rel=1e-5)

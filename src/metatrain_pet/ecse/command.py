@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from ..cli import add_extensions_argument
 from ..files import save_model
-from .hypers import ADAPTIVE_FALLBACKS
+from .hypers import ADAPTIVE_FALLBACKS, PRESETS
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,15 @@ def register(subparsers) -> None:
         "experimental.pet_ecse (needed for --mode layerwise)",
     )
     parser.add_argument("-o", "--output", required=True, help="where to save it")
-    parser.add_argument("--preset", choices=["loose", "tight"], default="loose")
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help="starting values of the ECSE parameters: 'loose' and 'tight' (App. "
+        "F.6) or 'md' (beta 5, no pruning, fallback adaptive_near_collinear; "
+        "smooth layer-wise forces for molecular dynamics); default: 'md' with "
+        "--mode layerwise, 'loose' otherwise",
+    )
     parser.add_argument(
         "--mode", choices=["global", "per_atom", "layerwise"], default=None
     )
@@ -44,7 +52,13 @@ def register(subparsers) -> None:
 
 def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that set ECSE parameters (see :func:`_ecse_parameters`)."""
-    parser.add_argument("--r-out", type=float, default=None, help="outer cutoff R_out")
+    parser.add_argument(
+        "--r-out",
+        type=float,
+        default=None,
+        help="outer cutoff R_out of the frame search (default: a checkpoint's "
+        "cutoff, else 5)",
+    )
     parser.add_argument(
         "--aux", default=None, help="auxiliary invariant model (implies --fallback aux)"
     )
@@ -86,25 +100,24 @@ def _add_parameter_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep every frame of non-zero weight (no App. F.5 pruning): more "
         "frames, and no force bumps narrower than a time step where the pruning "
-        "switches a frame on or off; use it for layer-wise NVE of liquids (see "
+        "switches a frame on or off (the md preset has no pruning; see "
         "docs/ecse.md)",
     )
 
 
 def run(args: argparse.Namespace) -> None:
     """Load ``args.model``, symmetrize it and save it to ``args.output``."""
+    preset = args.preset or ("md" if args.mode == "layerwise" else "loose")
     params = _ecse_parameters(args)
     if args.model.endswith(".ckpt"):
-        symmetrized = symmetrized_checkpoint(
-            args.model, args.preset, params, args.dtype
-        )
+        symmetrized = symmetrized_checkpoint(args.model, preset, params, args.dtype)
     else:
         if args.dtype is not None:
             raise ValueError(
                 "--dtype applies to checkpoints (.ckpt): an exported model keeps "
                 "the precision it was exported in"
             )
-        symmetrized = _symmetrized_export(args, params)
+        symmetrized = _symmetrized_export(args, preset, params)
     save_model(
         symmetrized, args.output, [args.model] + ([args.aux] if args.aux else [])
     )
@@ -137,8 +150,6 @@ def _ecse_parameters(args: argparse.Namespace) -> Dict[str, Any]:
         fallback = "aux"
     if fallback == "aux" and args.aux is None:
         raise ValueError("--fallback aux needs an auxiliary model: pass --aux AUX.pt")
-    if fallback is None and args.mode == "layerwise":
-        fallback = "adaptive"
     if fallback is not None:
         params["fallback"] = fallback
     return params
@@ -152,7 +163,7 @@ FLOAT32_NOTE = (
 )
 
 
-def _symmetrized_export(args: argparse.Namespace, params: Dict[str, Any]):
+def _symmetrized_export(args: argparse.Namespace, preset: str, params: Dict[str, Any]):
     """An exported model wrapped by :func:`~.wrapper.symmetrize`."""
     from metatomic.torch import load_atomistic_model
 
@@ -164,14 +175,17 @@ def _symmetrized_export(args: argparse.Namespace, params: Dict[str, Any]):
     aux_model = None
     if args.aux is not None:
         aux_model = load_atomistic_model(args.aux, args.extensions_directory)
-    return symmetrize(model, aux_model=aux_model, preset=args.preset, **params)
+    return symmetrize(model, aux_model=aux_model, preset=preset, **params)
 
 
 def symmetrized_checkpoint(
     path: str, preset: str, params: Dict[str, Any], dtype: Optional[str] = None
 ):
     """A checkpoint of an architecture with built-in ECSE (``model: ecse:``),
-    exported with ECSE enabled as the parameters say, in ``dtype`` when given."""
+    exported with ECSE enabled as ``preset`` and the parameters say, in ``dtype``
+    when given. ``r_out`` defaults to the model's cutoff (the smallest R_out of App.
+    F.3), and ``fallback`` of the ``layerwise`` mode to ``adaptive`` (every atom
+    needs frames) unless the preset sets one."""
     import torch
     from metatrain.utils.io import model_from_checkpoint
 
@@ -185,11 +199,15 @@ def symmetrized_checkpoint(
             "it with `mtt export` and symmetrize the .pt with mode 'global' or "
             "'per_atom'"
         )
-    config = resolve_ecse_hypers(None, preset, **params)
-    config["enable"] = True
     model = model_from_checkpoint(checkpoint, context="export")
     checkpoint = model.get_checkpoint()
-    checkpoint["model_data"]["model_hypers"]["ecse"] = config
+    hypers = checkpoint["model_data"]["model_hypers"]
+    config = resolve_ecse_hypers(None, preset, **{"r_out": hypers["cutoff"], **params})
+    layerwise = config["mode"] == "layerwise"
+    if layerwise and "fallback" not in params and "fallback" not in PRESETS[preset]:
+        config["fallback"] = "adaptive"
+    config["enable"] = True
+    hypers["ecse"] = config
     model = model_from_checkpoint(checkpoint, context="export")
     if dtype is not None:
         model = model.to(getattr(torch, dtype))

@@ -3,7 +3,8 @@
 This module is plain Python (no torch) so that the architecture's documentation can
 import it. The defaults are the "loose" setting of App. F.6: smooth, with more frames
 than strictly needed. :data:`TIGHT_PRESET` lists the values that trade some physical
-smoothness for fewer frames.
+smoothness for fewer frames, :data:`MD_PRESET` those for molecular dynamics with the
+``layerwise`` mode.
 
 Cost (number of evaluations of the wrapped model, ``benchmarks/ecse_cost.py``):
 ethanol, ``global`` mode: 182 frames loose, 54 tight (energy+forces 40x and 5x the
@@ -60,9 +61,9 @@ class ECSEHypers(TypedDict):
     """Smoothly prune the frames of small weight (App. F.5): fewer frames, but a
     frame's share switches on while its weight changes by ``prune_width`` w_MAX
     (a tenth of w_MAX by default), which in a liquid puts force bumps narrower than
-    a time step into the layer-wise mode's forces and heats NVE runs; switch it
-    off for layer-wise molecular dynamics (``docs/ecse.md``, "The heating is the
-    pruning")."""
+    a time step into the layer-wise mode's forces and heats NVE runs; the "md"
+    preset (:data:`MD_PRESET`) switches it off for layer-wise molecular dynamics
+    (``docs/ecse.md``, "The heating is the pruning")."""
     beta_w: float = 3.0
     """β_w of the SmoothMaxWeighted giving w_MAX in the pruning (F.5)."""
     prune_threshold: float = 0.1
@@ -122,11 +123,20 @@ TIGHT_PRESET = {
 """Overrides of the defaults for the "tight" setting of App. F.6."""
 
 
+MD_PRESET = {"beta": 5.0, "pruning": False, "fallback": "adaptive_near_collinear"}
+"""Overrides of the defaults for molecular dynamics with the ``layerwise`` mode (the
+default of ``metatrain-pet ecse --mode layerwise``): no pruning, whose switches put
+force bumps narrower than a time step into layer-wise forces, a sharper R_in that
+keeps the frames per atom at the pruned loose preset's count, and mirrored frames
+only near collinearity. Measured in NVE (``docs/ecse.md``, "The heating is the
+pruning")."""
+
 ADAPTIVE_FALLBACKS = ("adaptive", "adaptive_near_collinear")
 """The ``fallback`` values that give every environment frames (Eq. 21)."""
 
-PRESETS = {"loose": {}, "tight": TIGHT_PRESET}
-"""Named settings of App. F.6: the defaults ("loose") and their "tight" overrides."""
+PRESETS = {"loose": {}, "tight": TIGHT_PRESET, "md": MD_PRESET}
+"""Named settings: the defaults ("loose") and the "tight" overrides of App. F.6, and
+the "md" overrides for layer-wise molecular dynamics."""
 
 _CHOICES = {
     "mode": ("global", "per_atom", "layerwise"),
