@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inference  # noqa: E402
 from matched_hypers import OURS  # noqa: E402
 
-from metatrain_pet.ecse.hypers import PRESETS  # noqa: E402
+from metatrain_pet.ecse.hypers import resolve_layerwise_hypers  # noqa: E402
 from metatrain_pet.pet.model import PET  # noqa: E402
 from metatrain_pet.runtime import set_lean_forces  # noqa: E402
 
@@ -47,8 +47,7 @@ def models(sizes: dict, preset: str, lean_above=None, dtype=torch.float32):
     raw = inference.build_models(dtype, **sizes)[OURS]
     network = raw.module
     hypers = dict(network.hypers)
-    hypers["ecse"] = dict(hypers["ecse"], enable=True, mode="layerwise")
-    hypers["ecse"].update({"fallback": "adaptive", **PRESETS[preset]})
+    hypers["ecse"] = dict(resolve_layerwise_hypers(preset), enable=True)
     layerwise = PET(hypers, network.dataset_info)
     layerwise.load_state_dict(network.state_dict(), strict=False)
     layerwise.additive_models[0].sync_tensor_maps()

@@ -189,7 +189,7 @@ def symmetrized_checkpoint(
     import torch
     from metatrain.utils.io import model_from_checkpoint
 
-    from .hypers import resolve_ecse_hypers
+    from .hypers import resolve_ecse_hypers, resolve_layerwise_hypers
 
     checkpoint = torch.load(path, weights_only=False, map_location="cpu")
     name = checkpoint.get("architecture_name")
@@ -202,10 +202,11 @@ def symmetrized_checkpoint(
     model = model_from_checkpoint(checkpoint, context="export")
     checkpoint = model.get_checkpoint()
     hypers = checkpoint["model_data"]["model_hypers"]
-    config = resolve_ecse_hypers(None, preset, **{"r_out": hypers["cutoff"], **params})
-    layerwise = config["mode"] == "layerwise"
-    if layerwise and "fallback" not in params and "fallback" not in PRESETS[preset]:
-        config["fallback"] = "adaptive"
+    params = {"r_out": hypers["cutoff"], **params}
+    if params.get("mode") == "layerwise":
+        config = resolve_layerwise_hypers(preset, **params)
+    else:
+        config = resolve_ecse_hypers(None, preset, **params)
     config["enable"] = True
     hypers["ecse"] = config
     model = model_from_checkpoint(checkpoint, context="export")

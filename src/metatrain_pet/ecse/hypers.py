@@ -179,6 +179,15 @@ def resolve_ecse_hypers(hypers=None, preset="loose", **overrides) -> dict:
     return resolved
 
 
+def resolve_layerwise_hypers(preset="md", **overrides) -> dict:
+    """Complete parameters of the ``layerwise`` mode, as :func:`resolve_ecse_hypers`
+    gives them, except that ``fallback`` is ``adaptive`` (every atom needs frames)
+    unless ``preset`` or ``overrides`` set it."""
+    fallback = {} if "fallback" in PRESETS.get(preset, {}) else {"fallback": "adaptive"}
+    overrides = {**fallback, **overrides, "mode": "layerwise"}
+    return resolve_ecse_hypers(None, preset, **overrides)
+
+
 def _check_values(resolved: dict) -> None:
     """Choices, signs and orderings of the real-valued parameters."""
     for name, choices in _CHOICES.items():
