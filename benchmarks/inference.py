@@ -28,7 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 ATOMIC_TYPES = [1, 6, 7, 8]
 # water boxes: repeats of the 64-molecule (192 atoms) frame
-WATER_REPEATS = {192: (1, 1, 1), 1536: (2, 2, 2), 5184: (3, 3, 3), 12288: (4, 4, 4)}
+WATER_REPEATS = {
+    192: (1, 1, 1),
+    1536: (2, 2, 2),
+    2304: (3, 2, 2),
+    3456: (3, 2, 3),
+    5184: (3, 3, 3),
+    12288: (4, 4, 4),
+}
 
 
 def structure(label: str) -> "ase.Atoms":

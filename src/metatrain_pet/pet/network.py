@@ -59,11 +59,14 @@ from .targets import (
     sum_over_atoms,
 )
 
-LEAN_FORCES_ABOVE = 1 << 19
+LEAN_FORCES_ABOVE = 3 << 16
 """Tokens above which a batch is evaluated with lean forces by default, in the unit
 of :meth:`PETNetwork.graph_tokens` (float32 tokens of the default model in liquid
-water): about 10⁴ atoms of liquid water, where the graph of the blocks of the
-default model would hold ~15 GB in float32."""
+water): about 3200 atoms of liquid water, where the graph of the blocks of the
+default model would hold ~5.6 GB in float32. On CPU, lean forces cost less time
+than the full graph from there on (first touching the graph's fresh pages costs
+more than their extra forward pass) for the default and the small model alike
+(``benchmarks/lean_crossover.py``)."""
 
 
 class LastBlock(NamedTuple):

@@ -1,0 +1,104 @@
+"""Where lean forces start to pay: CPU time per atom of one energy + forces step of
+ours with the full graph and with lean forces (``metatrain_pet.runtime``), one fresh
+process per (system, mode), the two modes alternated over rounds.
+
+    OMP_NUM_THREADS=1 python benchmarks/lean_crossover.py \\
+        --labels water1536 water2304 water3456 water5184 --rounds 3 --steps 2
+
+Each process builds the model, takes one warm-up step and times ``--steps`` more,
+so that every mode starts from a fresh heap (the graph's cost is largely the first
+touch of its pages). The default model unless ``--model`` gives sizes (JSON). The
+last column is the estimated graph of the box in the unit of the default threshold
+(``PETNetwork.graph_tokens``), where the two modes cross.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import inference
+import torch
+from matched_hypers import OURS
+
+from metatrain_pet.runtime import set_lean_forces
+
+MODES = {"graph": -1, "lean": 0}
+
+
+def worker(label: str, mode: str, steps: int, sizes: dict) -> dict:
+    """Times of one process: CPU ms per atom of ``steps`` steps after a warm-up."""
+    model = inference.build_models(torch.float32, **sizes)[OURS]
+    set_lean_forces(model, MODES[mode])
+    atoms = inference.structure(label)
+    system = inference.prepare(model, atoms)
+    inference.step(model, system)
+    times = []
+    for _ in range(steps):
+        start = time.process_time()
+        inference.step(model, system)
+        times.append((time.process_time() - start) * 1e3 / len(atoms))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"ms_per_atom": times, "max_rss_mib": rss, "units": _units(model, system)}
+
+
+def _units(model, system) -> int:
+    """The box's tokens (atoms times longest environment plus one) in the unit of
+    the lean-forces threshold."""
+    options = model.requested_neighbor_lists()[0]
+    centers = system.get_neighbor_list(options).samples.column("first_atom")
+    longest = int(torch.bincount(centers, minlength=len(system)).max()) + 1
+    network = next(m for m in model.modules() if type(m).__name__ == "PETNetwork")
+    return network.graph_tokens(len(system) * longest, longest, system.positions)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", nargs="+", default=["water1536", "water5184"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--model", default="{}", help="model sizes, as JSON")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.worker:
+        result = worker(*args.worker, args.steps, json.loads(args.model))
+        print(json.dumps(result))
+        return
+    print(
+        "| system | graph (ms/atom) | lean (ms/atom) | lean / graph "
+        "| max RSS graph / lean (MiB) | graph units |"
+    )
+    print("|---|---:|---:|---:|---|---:|")
+    for label in args.labels:
+        runs = {mode: [] for mode in MODES}
+        for _ in range(args.rounds):
+            for mode in MODES:
+                runs[mode].append(_subprocess(label, mode, args))
+        per_atom = {m: statistics.median(_all_times(r)) for m, r in runs.items()}
+        rss = {m: max(run["max_rss_mib"] for run in r) for m, r in runs.items()}
+        ratio = per_atom["lean"] / per_atom["graph"]
+        print(
+            f"| {label} | {per_atom['graph']:.2f} | {per_atom['lean']:.2f} "
+            f"| {ratio:.2f} | {rss['graph']:.0f} / {rss['lean']:.0f} "
+            f"| {runs['graph'][0]['units']} |",
+            flush=True,
+        )
+
+
+def _subprocess(label: str, mode: str, args) -> dict:
+    command = [sys.executable, __file__, "--worker", label, mode]
+    command += ["--steps", str(args.steps), "--model", args.model]
+    output = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def _all_times(runs) -> list:
+    return [t for run in runs for t in run["ms_per_atom"]]
+
+
+if __name__ == "__main__":
+    main()
