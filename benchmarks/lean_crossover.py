@@ -25,6 +25,7 @@ import torch
 from matched_hypers import OURS
 
 from metatrain_pet.runtime import set_lean_forces
+from metatrain_pet.systems.batch import longest_environment
 
 MODES = {"graph": -1, "lean": 0}
 
@@ -46,13 +47,11 @@ def worker(label: str, mode: str, steps: int, sizes: dict) -> dict:
 
 
 def _units(model, system) -> int:
-    """The box's tokens (atoms times longest environment plus one) in the unit of
-    the lean-forces threshold."""
-    options = model.requested_neighbor_lists()[0]
-    centers = system.get_neighbor_list(options).samples.column("first_atom")
-    longest = int(torch.bincount(centers, minlength=len(system)).max()) + 1
+    """The box's tokens (atoms times their longest environment) in the unit of the
+    lean-forces threshold."""
     network = next(m for m in model.modules() if type(m).__name__ == "PETNetwork")
-    return network.graph_tokens(len(system) * longest, longest, system.positions)
+    width = longest_environment(system, network.neighbor_list_options)
+    return network.graph_tokens(len(system) * width, width, system.positions)
 
 
 def main():
