@@ -1,6 +1,7 @@
 """Where lean forces start to pay: CPU time per atom of one energy + forces step of
-ours with the full graph and with lean forces (``metatrain_pet.runtime``), one fresh
-process per (system, mode), the two modes alternated over rounds.
+ours with the full graph, with lean forces through the last block only (the graph
+of the other blocks kept) and with lean forces (``metatrain_pet.runtime``), one
+fresh process per (system, mode), the modes alternated over rounds.
 
     OMP_NUM_THREADS=1 python benchmarks/lean_crossover.py \\
         --labels water1536 water2304 water3456 water5184 --rounds 3 --steps 2
@@ -9,7 +10,7 @@ Each process builds the model, takes one warm-up step and times ``--steps`` more
 so that every mode starts from a fresh heap (the graph's cost is largely the first
 touch of its pages). The default model unless ``--model`` gives sizes (JSON). The
 last column is the estimated graph of the box in the unit of the default threshold
-(``PETNetwork.graph_tokens``), where the two modes cross.
+(``PETNetwork.graph_tokens``), in which the default thresholds are set.
 """
 
 import argparse
@@ -27,13 +28,14 @@ from matched_hypers import OURS
 from metatrain_pet.runtime import set_lean_forces
 from metatrain_pet.systems.batch import longest_environment
 
-MODES = {"graph": -1, "lean": 0}
+MODES = {"graph": (-1, -1), "last block": (-1, 0), "lean": (0, -1)}
+"""``set_lean_forces`` arguments of each mode."""
 
 
 def worker(label: str, mode: str, steps: int, sizes: dict) -> dict:
     """Times of one process: CPU ms per atom of ``steps`` steps after a warm-up."""
     model = inference.build_models(torch.float32, **sizes)[OURS]
-    set_lean_forces(model, MODES[mode])
+    set_lean_forces(model, *MODES[mode])
     atoms = inference.structure(label)
     system = inference.prepare(model, atoms)
     inference.step(model, system)
@@ -67,11 +69,13 @@ def main():
         result = worker(*args.worker, args.steps, json.loads(args.model))
         print(json.dumps(result))
         return
+    names = list(MODES)
     print(
-        "| system | graph (ms/atom) | lean (ms/atom) | lean / graph "
-        "| max RSS graph / lean (MiB) | graph units |"
+        "| system | "
+        + " | ".join(f"{m} (ms/atom)" for m in names)
+        + " | / graph | max RSS (MiB) | graph units |"
     )
-    print("|---|---:|---:|---:|---|---:|")
+    print("|---|" + "---:|" * len(names) + "---|---|---:|")
     for label in args.labels:
         runs = {mode: [] for mode in MODES}
         for _ in range(args.rounds):
@@ -79,13 +83,11 @@ def main():
                 runs[mode].append(_subprocess(label, mode, args))
         per_atom = {m: statistics.median(_all_times(r)) for m, r in runs.items()}
         rss = {m: max(run["max_rss_mib"] for run in r) for m, r in runs.items()}
-        ratio = per_atom["lean"] / per_atom["graph"]
-        print(
-            f"| {label} | {per_atom['graph']:.2f} | {per_atom['lean']:.2f} "
-            f"| {ratio:.2f} | {rss['graph']:.0f} / {rss['lean']:.0f} "
-            f"| {runs['graph'][0]['units']} |",
-            flush=True,
-        )
+        times = " | ".join(f"{per_atom[m]:.2f}" for m in names)
+        ratios = " / ".join(f"{per_atom[m] / per_atom['graph']:.2f}" for m in names)
+        memory = " / ".join(f"{rss[m]:.0f}" for m in names)
+        units = runs["graph"][0]["units"]
+        print(f"| {label} | {times} | {ratios} | {memory} | {units} |", flush=True)
 
 
 def _subprocess(label: str, mode: str, args) -> dict:

@@ -1,7 +1,9 @@
 """Lean forces (``set_lean_forces``, ``PETNetwork._lean_energies``): energies for
 forces and stress evaluated without the graph of the blocks, the gradients carried
-back block by block and chunk by chunk. The energies and their gradients with
-respect to positions and cell are those of the full graph."""
+back block by block and chunk by chunk; and lean forces through the last block only
+(``PETNetwork._lean_last_block_energies``), the graph of the other blocks kept. The
+energies and their gradients with respect to positions and cell are those of the
+full graph."""
 
 import ase.io
 import numpy
@@ -9,7 +11,7 @@ import pytest
 import torch
 from metatomic.torch import ModelOutput
 
-from metatrain_pet.pet.network import LEAN_FORCES_ABOVE
+from metatrain_pet.pet.network import LEAN_FORCES_ABOVE, LEAN_LAST_BLOCK_ABOVE
 from metatrain_pet.runtime import set_lean_forces, set_max_tokens
 from pet_helpers import DATA, energy_model, system_from_atoms
 
@@ -32,6 +34,10 @@ VARIANTS = {
 }
 
 
+MODES = {"lean": (0, None), "last block": (-1, 0)}
+"""``set_lean_forces`` arguments of each lean mode."""
+
+
 @pytest.fixture(scope="module")
 def slab():
     """A water box with vacuum above and below (environments of many lengths)."""
@@ -52,16 +58,24 @@ def _energy_and_gradients(network, systems):
     return energy.detach(), gradients
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=list(VARIANTS))
-def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant):
+def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant, mode):
     model = energy_model([1, 8], **VARIANTS[variant])
     set_max_tokens(model, 300)
+    calls = {"lean": 0, "last block": 0}
+    _count_calls(model.network, "_lean_energies", calls, "lean")
+    _count_calls(model.network, "_lean_last_block_energies", calls, "last block")
     results = []
     for lean in (False, True):
-        assert set_lean_forces(model, 0 if lean else -1) == 1
+        assert set_lean_forces(model, *(MODES[mode] if lean else (-1,))) == 1
         results.append(
             _energy_and_gradients(model.network, [system_from_atoms(model, slab)])
         )
+    one_block = VARIANTS[variant].get("num_gnn_layers") == 1
+    expected = {"lean": 0, "last block": 0}
+    expected[mode] = int(mode == "lean" or not one_block)
+    assert calls == expected
     (energy, gradients), (lean_energy, lean_gradients) = results
     torch.testing.assert_close(lean_energy, energy, rtol=1e-13, atol=0.0)
     assert float(gradients[0].abs().max()) > 1e-3
@@ -69,11 +83,12 @@ def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant):
         torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
 
 
-def test_lean_gradient_of_one_structure_of_a_batch(slab):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_lean_gradient_of_one_structure_of_a_batch(slab, mode):
     """The gradient of one structure's energy leaves the others' atoms alone:
     the linear term that carries the gradients is split by structure."""
     model = energy_model([1, 8])
-    set_lean_forces(model, 0)
+    set_lean_forces(model, *MODES[mode])
     systems = [system_from_atoms(model, slab), system_from_atoms(model, slab[:30])]
     for system in systems:
         system.positions.requires_grad_(True)
@@ -86,13 +101,14 @@ def test_lean_gradient_of_one_structure_of_a_batch(slab):
     torch.testing.assert_close(second, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_lean_forces_in_the_scripted_network(slab):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_lean_forces_in_the_scripted_network(slab, mode):
     model = energy_model([1, 8])
     scripted = torch.jit.script(model.network)
     set_max_tokens(scripted, 300)
     results = []
     for lean in (False, True):
-        assert set_lean_forces(scripted, 0 if lean else -1) == 1
+        assert set_lean_forces(scripted, *(MODES[mode] if lean else (-1,))) == 1
         system = system_from_atoms(model, slab)
         results.append(_energy_and_gradients(scripted, [system]))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-13, atol=0.0)
@@ -100,11 +116,12 @@ def test_lean_forces_in_the_scripted_network(slab):
         torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
 
 
-def test_training_and_other_outputs_keep_the_full_graph(slab):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_training_and_other_outputs_keep_the_full_graph(slab, mode):
     """Lean forces never change training (double backward) nor per-atom
     outputs, whose gradients the linear term could not carry."""
     model = energy_model([1, 8])
-    set_lean_forces(model, 0)
+    set_lean_forces(model, *MODES[mode])
     per_atom = {"energy": ModelOutput(sample_kind="atom")}
     system = system_from_atoms(model, slab)
     positions = system.positions.requires_grad_(True)
@@ -115,7 +132,7 @@ def test_training_and_other_outputs_keep_the_full_graph(slab):
     (expected,) = torch.autograd.grad(reference[0, 0], positions)
     torch.testing.assert_close(gradient, expected, rtol=1e-12, atol=1e-14)
 
-    set_lean_forces(model, 0)
+    set_lean_forces(model, *MODES[mode])
     model.network.train()
     energy = model.network([system], ENERGY)["energy"].block().values.sum()
     (force,) = torch.autograd.grad(energy, positions, create_graph=True)
@@ -154,13 +171,16 @@ def test_below_the_threshold_the_full_graph_gives_hessians(slab):
     finite_difference = (gradients[0] - gradients[1]) / (2 * step)
 
     counted = _graph_tokens(model, atoms, rows_per_atom=1)
-    set_lean_forces(model, counted)
-    product = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
-    torch.testing.assert_close(product, finite_difference, rtol=0.0, atol=1e-6)
-    for threshold in (0, counted - 1):
-        set_lean_forces(model, threshold)
-        lean = _hessian_times(model.network, system_from_atoms(model, atoms), direction)
-        assert float((lean - finite_difference).abs().max()) > 1e-2
+    for kept in ((counted,), (-1, counted)):
+        set_lean_forces(model, *kept)
+        system = system_from_atoms(model, atoms)
+        product = _hessian_times(model.network, system, direction)
+        torch.testing.assert_close(product, finite_difference, rtol=0.0, atol=1e-6)
+    for lean in ((0,), (counted - 1,), (-1, 0), (-1, counted - 1)):
+        set_lean_forces(model, *lean)
+        system = system_from_atoms(model, atoms)
+        product = _hessian_times(model.network, system, direction)
+        assert float((product - finite_difference).abs().max()) > 1e-2
 
 
 LAYERWISE = {
@@ -272,6 +292,31 @@ def test_the_last_block_runs_once(slab, layerwise):
     assert calls["chunk 0"] == calls["chunk 1"] == calls["chunk 2"] > 1
 
 
+@pytest.mark.parametrize("layerwise", [False, True], ids=["raw", "layer-wise ECSE"])
+def test_lean_last_block_keeps_the_graph_of_the_others(slab, layerwise):
+    """Through the last block only, every block runs once: the others with their
+    graph, the last chunk by chunk with its heads; with layer-wise ECSE (frames)
+    the mode does not apply and the full graph is kept."""
+    ecse = {"ecse": LAYERWISE} if layerwise else {}
+    model = energy_model([1, 8], num_gnn_layers=3, **ecse)
+    set_max_tokens(model, 300)
+    set_lean_forces(model, -1, 0)
+    blocks = model.network.message_passing.blocks
+    calls = {f"{method} {k}": 0 for k in range(3) for method in ("run", "chunk")}
+    for k, block in enumerate(blocks):
+        _count_calls(block, "forward", calls, f"run {k}")
+        _count_calls(block, "chunk_outputs", calls, f"chunk {k}")
+    if layerwise:
+        _layerwise_energy_and_gradients(model, model, slab[:48])
+        assert calls["run 0"] == calls["run 1"] == calls["run 2"] == 1
+        assert calls["chunk 0"] == calls["chunk 1"] == calls["chunk 2"] == 0
+        return
+    _energy_and_gradients(model.network, [system_from_atoms(model, slab)])
+    assert calls["run 0"] == calls["run 1"] == 1
+    assert calls["run 2"] == 0
+    assert calls["chunk 0"] == calls["chunk 1"] == 0 < calls["chunk 2"]
+
+
 @pytest.mark.parametrize("value", ["a", 1.5, True, -2, 2**63])
 def test_run_time_settings_reject_what_is_not_a_count(value):
     """A clear error, before any module is changed, instead of a comparison that
@@ -279,8 +324,11 @@ def test_run_time_settings_reject_what_is_not_a_count(value):
     model = energy_model([1, 8])
     with pytest.raises(ValueError, match="above_tokens must be an integer"):
         set_lean_forces(model, value)
+    with pytest.raises(ValueError, match="last_block_above must be an integer"):
+        set_lean_forces(model, 0, value)
     with pytest.raises(ValueError, match="max_tokens must be an integer"):
         set_max_tokens(model, value)
     assert model.network.lean_forces_above == LEAN_FORCES_ABOVE
+    assert model.network.lean_last_block_above == LEAN_LAST_BLOCK_ABOVE
     assert set_lean_forces(model, numpy.int64(7)) == 1
     assert model.network.lean_forces_above == 7

@@ -201,19 +201,26 @@ class MessagePassing(torch.nn.Module):
         without autograd from the output ``tokens`` of every block but the
         last."""
         with torch.no_grad():
-            species_messages = self._species_messages(environments)
-            messages: List[Optional[torch.Tensor]] = [None]
-            for k in range(len(self.blocks) - 1):
-                messages.append(
-                    self._next_messages(
-                        environments,
-                        subsets,
-                        k,
-                        tokens.edges[k],
-                        messages[k],
-                        species_messages,
-                    )
+            return self.messages_of(environments, subsets, tokens)
+
+    def messages_of(
+        self, environments: Environments, subsets: List[AtomSubset], tokens: Tokens
+    ) -> List[Optional[torch.Tensor]]:
+        """The input messages of every block (None for the first), from the
+        output ``tokens`` of every block but the last."""
+        species_messages = self._species_messages(environments)
+        messages: List[Optional[torch.Tensor]] = [None]
+        for k in range(len(self.blocks) - 1):
+            messages.append(
+                self._next_messages(
+                    environments,
+                    subsets,
+                    k,
+                    tokens.edges[k],
+                    messages[k],
+                    species_messages,
                 )
+            )
         return messages
 
     def _rows_pullback(

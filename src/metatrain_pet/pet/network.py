@@ -69,6 +69,15 @@ more than their extra forward pass) for the default and the small model alike
 (``benchmarks/lean_crossover.py``)."""
 
 
+LEAN_LAST_BLOCK_ABOVE = 1 << 16
+"""Tokens above which (and up to ``lean_forces_above``) a batch keeps the graph of
+every block but the last, whose forces are lean, by default, in the unit of
+:meth:`PETNetwork.graph_tokens`: about 1000 atoms of liquid water, ~1.9 GB of
+graph for the default model in float32. From there on it costs no more time than
+the full graph on CPU, for ~0.6 of its memory
+(``benchmarks/lean_crossover.py``)."""
+
+
 class LastBlock(NamedTuple):
     """The last block's part of a lean evaluation
     (:meth:`PETNetwork._lean_last_block`)."""
@@ -108,6 +117,13 @@ class PETNetwork(torch.nn.Module):
     graph (:meth:`_lean_energies`) in batches of more than this many tokens,
     counted by :meth:`graph_tokens` (0: always, -1: never); set by
     :func:`metatrain_pet.runtime.set_lean_forces`."""
+    lean_last_block_above: int
+    """Evaluate energies for forces and stress with lean forces through the last
+    block only, keeping the graph of the others
+    (:meth:`_lean_last_block_energies`), in batches of more than this many tokens
+    (:meth:`graph_tokens`) that are not lean (at most ``lean_forces_above``) and
+    have no layer-wise ECSE frames (0: always, -1: never); set by
+    :func:`metatrain_pet.runtime.set_lean_forces`."""
     graph_floats: int
     """Floats the graph of the blocks keeps per token, whatever the environment
     length (:func:`~metatrain_pet.nn.graph_memory.token_floats`)."""
@@ -121,6 +137,7 @@ class PETNetwork(torch.nn.Module):
         self.rotate_environments = False
         self.rotation_inversion = False
         self.lean_forces_above = LEAN_FORCES_ABOVE
+        self.lean_last_block_above = LEAN_LAST_BLOCK_ABOVE
         self.graph_floats, self.graph_floats_per_width = token_floats(hypers)
         self.graph_unit_bytes = 4 * REFERENCE_FLOATS
         self.atomic_types = sorted(atomic_types)
@@ -217,9 +234,19 @@ class PETNetwork(torch.nn.Module):
         lean = self._lean_target(
             outputs, environments, subsets, frames, frame_gradients is not None
         )
+        last_only: Optional[str] = None
+        if lean is None:
+            last_only = self._lean_last_block_target(
+                outputs, environments, subsets, frames
+            )
         if lean is not None:
             tokens, predictions = self._lean_energies(
                 lean, environments, subsets, frames, frame_gradients
+            )
+            last_layer_features: Dict[str, torch.Tensor] = {}
+        elif last_only is not None:
+            tokens, predictions = self._lean_last_block_energies(
+                last_only, environments, subsets
             )
             last_layer_features: Dict[str, torch.Tensor] = {}
         else:
@@ -269,6 +296,29 @@ class PETNetwork(torch.nn.Module):
         if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
             return None
         if not environments.geometry.requires_grad:
+            return None
+        return self._lean_output(outputs, subsets[-1].atoms is None)
+
+    def _lean_last_block_target(
+        self,
+        outputs: Dict[str, ModelOutput],
+        environments: Environments,
+        subsets: List[AtomSubset],
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ) -> Optional[str]:
+        """The target of an evaluation whose last block alone is lean
+        (:meth:`_lean_last_block_energies`), or None: one that is not lean
+        (:meth:`_lean_target`), without layer-wise ECSE, with positions or cell
+        requiring gradients, at least two blocks and more than
+        ``lean_last_block_above`` tokens (:meth:`graph_tokens`)."""
+        if frames is not None or len(self.message_passing.blocks) < 2:
+            return None
+        if self.lean_last_block_above < 0 or not environments.geometry.requires_grad:
+            return None
+        width = environments.token_weights.shape[1]
+        rows = environments.token_weights.shape[0]
+        tokens = self.graph_tokens(rows * width, width, environments.geometry)
+        if tokens <= self.lean_last_block_above:
             return None
         return self._lean_output(outputs, subsets[-1].atoms is None)
 
@@ -386,6 +436,53 @@ class PETNetwork(torch.nn.Module):
         )
         lean = energies + last.energies + (linear - linear.detach()).unsqueeze(1)
         return tokens, {name: lean}
+
+    def _lean_last_block_energies(
+        self, name: str, environments: Environments, subsets: List[AtomSubset]
+    ) -> Tuple[Tokens, Dict[str, torch.Tensor]]:
+        """Per-atom predictions of ``name`` whose sum per structure has the exact
+        gradient with respect to positions and cell, keeping the graph of every
+        block but the last: that one runs once, chunk by chunk with its heads
+        (:meth:`_lean_last_block`), and the gradients g of the total with respect
+        to its inputs x (messages, carried tokens, geometric inputs, cutoff
+        weights) enter the prediction as g·x − [g·x], equal to zero, whose
+        gradient autograd carries back through the other blocks' graph. No
+        extra forward pass (unlike :meth:`_lean_energies`), for the memory of
+        the other blocks' graph."""
+        tokens = self.message_passing(
+            environments, subsets, None, len(self.message_passing.blocks) - 1
+        )
+        view = subset_view(subsets, environments.edge_cutoffs)
+        early = self.heads(tokens.central, tokens.edges, view, [name], [])[0]
+        messages = self.message_passing.messages_of(environments, subsets, tokens)[-1]
+        detached = detached_environments(environments)
+        fixed = Tokens(
+            [t.detach() for t in tokens.central],
+            [t.detach() for t in tokens.edges],
+            [],
+            [],
+            [],
+        )
+        detached_messages = None if messages is None else messages.detach()
+        last = self._lean_last_block(name, detached, fixed, detached_messages, None)
+        linear = _lean_linear_term(
+            environments,
+            [last.cutoffs, last.gradients.geometry],
+            last.gradients.token_weights,
+            None,
+            None,
+            None,
+        )
+        grad_messages, grad_carried = last.gradients.messages, last.gradients.carried
+        if messages is not None and grad_messages is not None:
+            per_edge = (messages * grad_messages).sum(dim=1)
+            linear = linear + segment_sum(per_edge, environments.centers, len(linear))
+        if self.message_passing.carry_central and grad_carried is not None:
+            linear = linear + (tokens.central[-1] * grad_carried).sum(dim=1)
+        energies = last.energies + (linear - linear.detach()).unsqueeze(1)
+        if name in early:
+            energies = energies + early[name]
+        return fixed, {name: energies}
 
     def _lean_readout(
         self,
