@@ -27,10 +27,9 @@ def set_lean_forces(
     tokens that are not lean (0: always, -1: never; None: the default,
     ``LEAN_LAST_BLOCK_ABOVE``, or never when ``above_tokens`` is -1, so that
     ``set_lean_forces(model, -1)`` keeps the full graph at every size); tokens
-    count in float32 tokens of
-    the default model: a token counts as its estimated graph memory
-    (``PETNetwork.graph_tokens``; a float64 token twice, a token of a wider model
-    more). Returns the number of networks set.
+    count in float32 tokens of the default model: a token counts as its estimated
+    graph memory (``PETNetwork.graph_tokens``; a float64 token twice, a token of a
+    wider model more). Returns the number of networks set.
 
     With lean forces, an energy evaluated for its forces or stress keeps no graph
     of the message-passing blocks: they are evaluated again, chunk by chunk, to

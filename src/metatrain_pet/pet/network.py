@@ -288,11 +288,7 @@ class PETNetwork(torch.nn.Module):
             if name is None:
                 raise ValueError("frames without autograd need a lean evaluation")
             return name
-        rows = environments.token_weights.shape[0]
-        if frames is not None:
-            rows = frames[0].shape[0]
-        width = environments.token_weights.shape[1]
-        tokens = self.graph_tokens(rows * width, width, environments.geometry)
+        tokens = self._batch_graph_tokens(environments, frames)
         if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
             return None
         if not environments.geometry.requires_grad:
@@ -315,12 +311,22 @@ class PETNetwork(torch.nn.Module):
             return None
         if self.lean_last_block_above < 0 or not environments.geometry.requires_grad:
             return None
-        width = environments.token_weights.shape[1]
-        rows = environments.token_weights.shape[0]
-        tokens = self.graph_tokens(rows * width, width, environments.geometry)
-        if tokens <= self.lean_last_block_above:
+        if self._batch_graph_tokens(environments, frames) <= self.lean_last_block_above:
             return None
         return self._lean_output(outputs, subsets[-1].atoms is None)
+
+    def _batch_graph_tokens(
+        self,
+        environments: Environments,
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ) -> int:
+        """The batch's tokens (atoms, or (atom, frame) rows with layer-wise ECSE,
+        times the longest environment) counted by :meth:`graph_tokens`."""
+        rows = environments.token_weights.shape[0]
+        if frames is not None:
+            rows = frames[0].shape[0]
+        width = environments.token_weights.shape[1]
+        return self.graph_tokens(rows * width, width, environments.geometry)
 
     def graph_tokens(self, tokens: int, width: int, values: torch.Tensor) -> int:
         """``tokens`` in environments of ``width`` tokens, with the dtype of
