@@ -529,7 +529,8 @@ def main():
         type=int,
         default=None,
         help="tokens above which ours uses lean forces (metatrain_pet.runtime; "
-        "0: always, -1: never; default: the model's)",
+        "0: always, -1: never, nor through the last block: the full graph; "
+        "default: the model's)",
     )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-script", dest="script", action="store_false")
