@@ -231,23 +231,11 @@ class PETNetwork(torch.nn.Module):
         # the long-range part needs the charges, hence the tokens, of all atoms
         receptive = None if self.long_range.enabled else selected_atoms
         subsets = self._subsets(batch, environments, receptive)
-        lean = self._lean_target(
-            outputs, environments, subsets, frames, frame_gradients is not None
+        lean = self._lean_evaluation(
+            outputs, environments, subsets, frames, frame_gradients
         )
-        last_only: Optional[str] = None
-        if lean is None:
-            last_only = self._lean_last_block_target(
-                outputs, environments, subsets, frames
-            )
         if lean is not None:
-            tokens, predictions = self._lean_energies(
-                lean, environments, subsets, frames, frame_gradients
-            )
-            last_layer_features: Dict[str, torch.Tensor] = {}
-        elif last_only is not None:
-            tokens, predictions = self._lean_last_block_energies(
-                last_only, environments, subsets
-            )
+            tokens, predictions = lean
             last_layer_features: Dict[str, torch.Tensor] = {}
         else:
             tokens = self.long_range(
@@ -268,6 +256,30 @@ class PETNetwork(torch.nn.Module):
         if selected_atoms is not None and receptive is None:
             per_atom = _selected_only(per_atom, selected_atoms)
         return _per_sample_kind(per_atom, outputs, len(systems))
+
+    def _lean_evaluation(
+        self,
+        outputs: Dict[str, ModelOutput],
+        environments: Environments,
+        subsets: List[AtomSubset],
+        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        frame_gradients: Optional[Dict[str, torch.Tensor]],
+    ) -> Optional[Tuple[Tokens, Dict[str, torch.Tensor]]]:
+        """Tokens and predictions of a lean evaluation (:meth:`_lean_energies`),
+        or of one lean through the last block only
+        (:meth:`_lean_last_block_energies`); None when the evaluation is
+        neither and keeps the full graph."""
+        lean = self._lean_target(
+            outputs, environments, subsets, frames, frame_gradients is not None
+        )
+        if lean is not None:
+            return self._lean_energies(
+                lean, environments, subsets, frames, frame_gradients
+            )
+        last = self._lean_last_block_target(outputs, environments, subsets, frames)
+        if last is not None:
+            return self._lean_last_block_energies(last, environments, subsets)
+        return None
 
     def _lean_target(
         self,
@@ -303,10 +315,9 @@ class PETNetwork(torch.nn.Module):
         frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     ) -> Optional[str]:
         """The target of an evaluation whose last block alone is lean
-        (:meth:`_lean_last_block_energies`), or None: one that is not lean
-        (:meth:`_lean_target`), without layer-wise ECSE, with positions or cell
-        requiring gradients, at least two blocks and more than
-        ``lean_last_block_above`` tokens (:meth:`graph_tokens`)."""
+        (:meth:`_lean_last_block_energies`), or None: without layer-wise ECSE,
+        with positions or cell requiring gradients, at least two blocks and
+        more than ``lean_last_block_above`` tokens (:meth:`graph_tokens`)."""
         if frames is not None or len(self.message_passing.blocks) < 2:
             return None
         if self.lean_last_block_above < 0 or not environments.geometry.requires_grad:
