@@ -332,3 +332,19 @@ def test_run_time_settings_reject_what_is_not_a_count(value):
     assert model.network.lean_last_block_above == LEAN_LAST_BLOCK_ABOVE
     assert set_lean_forces(model, numpy.int64(7)) == 1
     assert model.network.lean_forces_above == 7
+
+
+def test_networks_exported_before_the_last_block_mode_still_take_settings():
+    """A network without ``lean_last_block_above`` (exported before it existed)
+    takes ``set_lean_forces`` as before, instead of growing an attribute that it
+    would never read."""
+
+    class PETNetwork(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lean_forces_above = LEAN_FORCES_ABOVE
+
+    older = PETNetwork()
+    assert set_lean_forces(older, 5, 0) == 1
+    assert older.lean_forces_above == 5
+    assert not hasattr(older, "lean_last_block_above")
