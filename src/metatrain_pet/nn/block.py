@@ -318,8 +318,8 @@ def chunk_inputs_of(
     return ChunkInputs(
         environments.geometry.detach()[edges].requires_grad_(),
         weights.requires_grad_(),
-        None if messages is None else messages[edges].detach().requires_grad_(),
-        None if carried is None else carried[atoms].detach().requires_grad_(),
+        None if messages is None else messages.detach()[edges].requires_grad_(),
+        None if carried is None else carried.detach()[atoms].requires_grad_(),
     )
 
 

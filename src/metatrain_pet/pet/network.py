@@ -472,16 +472,8 @@ class PETNetwork(torch.nn.Module):
         view = subset_view(subsets, environments.edge_cutoffs)
         early = self.heads(tokens.central, tokens.edges, view, [name], [])[0]
         messages = self.message_passing.messages_of(environments, subsets, tokens)[-1]
-        detached = detached_environments(environments)
-        fixed = Tokens(
-            [t.detach() for t in tokens.central],
-            [t.detach() for t in tokens.edges],
-            [],
-            [],
-            [],
-        )
-        detached_messages = None if messages is None else messages.detach()
-        last = self._lean_last_block(name, detached, fixed, detached_messages, None)
+        # the last block's chunks cut their inputs from this graph (chunk_inputs_of)
+        last = self._lean_last_block(name, environments, tokens, messages, None)
         linear = _lean_linear_term(
             environments,
             [last.cutoffs, last.gradients.geometry],
@@ -499,7 +491,7 @@ class PETNetwork(torch.nn.Module):
         energies = last.energies + (linear - linear.detach()).unsqueeze(1)
         if name in early:
             energies = energies + early[name]
-        return fixed, {name: energies}
+        return tokens, {name: energies}
 
     def _lean_readout(
         self,
