@@ -4,13 +4,15 @@ torch's profiler: the operators with the largest self CPU time, in ms per atom.
 
     python benchmarks/profile_step.py --labels water192 water1536 \\
         [--max-tokens 1000000000] [--lean-forces-above -1] \\
-        [--model '{"d_pet": 32}'] [--top 12]
+        [--model '{"d_pet": 32}'] [--top 12] [--script] [--steps 20]
 
 ``--max-tokens`` sets the tokens per chunk of environments of ours (a huge value:
 one padded tensor, as before chunking) and ``--lean-forces-above`` when ours drops
 the graph of its blocks (-1: never, as before lean forces), to show the profile
-before and after.
-Printed as Markdown tables, one per system.
+before and after. ``--script`` profiles the TorchScript-compiled models, and
+``--steps`` averages the profile over that many steps (small systems, where a step
+is a few milliseconds). Printed as Markdown tables, one per system, with the calls
+per step of every operator and the operator events per step (nested calls counted).
 """
 
 import argparse
@@ -24,17 +26,23 @@ from matched_hypers import OURS, PEER
 NAMES = {OURS: "ours", PEER: "metatrain pet"}
 
 
-def profile(model, system, top: int):
-    """(CPU seconds of one step, [(operator, self CPU seconds)] largest first)."""
-    inference.step(model, system)
+def profile(model, system, top: int, steps: int, warmup: int):
+    """(CPU seconds of one step, operator events per step, [(operator, self CPU
+    seconds per step, calls per step)] largest first), after ``warmup`` steps."""
+    for _ in range(warmup):
+        inference.step(model, system)
     start = time.process_time()
     inference.step(model, system)
     seconds = time.process_time() - start
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
-        inference.step(model, system)
-    rows = [(e.key, e.self_cpu_time_total * 1e-6) for e in p.key_averages()]
+        for _ in range(steps):
+            inference.step(model, system)
+    rows = [
+        (e.key, e.self_cpu_time_total * 1e-6 / steps, e.count / steps)
+        for e in p.key_averages()
+    ]
     rows.sort(key=lambda row: -row[1])
-    return seconds, rows[:top]
+    return seconds, sum(row[2] for row in rows), rows[:top]
 
 
 def main():
@@ -45,10 +53,13 @@ def main():
     parser.add_argument("--model", default="{}", help="model sizes, as JSON")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--script", action="store_true", help="TorchScript models")
+    parser.add_argument("--steps", type=int, default=1, help="steps profiled")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = inference.build_models(
         torch.float32,
+        script=args.script,
         max_tokens=args.max_tokens,
         lean_forces_above=args.lean_forces_above,
         **json.loads(args.model),
@@ -58,7 +69,10 @@ def main():
         n_atoms = len(atoms)
         results = {}
         for name, model in models.items():
-            results[name] = profile(model, inference.prepare(model, atoms), args.top)
+            system = inference.prepare(model, atoms)
+            # TorchScript's profiling executor optimises the graph over a few calls
+            warmup = 10 if args.script else 1
+            results[name] = profile(model, system, args.top, args.steps, warmup)
         print(f"\n{label} ({n_atoms} atoms), ms per atom, self CPU time\n")
         print(
             "| " + " | ".join(f"{NAMES[n]} operator | ms/atom" for n in models) + " |"
@@ -72,11 +86,18 @@ def main():
             )
             + " |"
         )
+        print(
+            "| "
+            + " | ".join(
+                f"operator events per step | {results[n][1]:.0f}" for n in models
+            )
+            + " |"
+        )
         for k in range(args.top):
             cells = []
             for name in models:
-                key, seconds = results[name][1][k]
-                cells.append(f"{key} | {seconds * 1e3 / n_atoms:.3f}")
+                key, seconds, calls = results[name][2][k]
+                cells.append(f"{key} ({calls:.0f}) | {seconds * 1e3 / n_atoms:.3f}")
             print("| " + " | ".join(cells) + " |")
 
 
