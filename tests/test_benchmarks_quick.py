@@ -148,6 +148,25 @@ def test_lean_crossover_times_every_mode_in_its_own_process():
     assert 0 < int(row[6]) < 81
 
 
+@pytest.mark.slow
+def test_profile_step_counts_the_operators_of_scripted_steps():
+    command = [sys.executable, str(REPO / "benchmarks" / "profile_step.py")]
+    command += ["--labels", "ethanol", "--script", "--steps", "2", "--top", "3"]
+    command += ["--model", '{"d_pet": 16, "d_readout": 16, "d_feedforward": 32}']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines()]
+    rows = [row for row in rows if len(row) == 4]
+    assert rows[0] == ["ours operator", "ms/atom", "metatrain pet operator", "ms/atom"]
+    assert rows[1][0] == rows[1][2] == "**step (CPU time)**"
+    assert rows[2][0] == rows[2][2] == "operator events per step"
+    assert int(rows[2][1]) > 100 and int(rows[2][3]) > 100
+    for row in rows[3:]:
+        for operator, ms in ((row[0], row[1]), (row[2], row[3])):
+            assert re.fullmatch(r".+ \(\d+\)", operator) and float(ms) >= 0.0
+    assert len(rows) == 3 + 3
+
+
 def test_water_bend_closes_one_angle_and_keeps_the_bonds():
     water_bend = _benchmark_module("water_bend")
     atoms = _benchmark_module("engines").load_system("water")
