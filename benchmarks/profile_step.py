@@ -56,6 +56,10 @@ def main():
     parser.add_argument("--script", action="store_true", help="TorchScript models")
     parser.add_argument("--steps", type=int, default=1, help="steps profiled")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    # TorchScript's profiling executor optimises the graph over a few calls
+    warmup = 10 if args.script else 1
     torch.set_num_threads(args.threads)
     models = inference.build_models(
         torch.float32,
@@ -70,8 +74,6 @@ def main():
         results = {}
         for name, model in models.items():
             system = inference.prepare(model, atoms)
-            # TorchScript's profiling executor optimises the graph over a few calls
-            warmup = 10 if args.script else 1
             results[name] = profile(model, system, args.top, args.steps, warmup)
         print(f"\n{label} ({n_atoms} atoms), ms per atom, self CPU time\n")
         print(
