@@ -167,6 +167,28 @@ def test_profile_step_counts_the_operators_of_scripted_steps():
     assert len(rows) == 3 + 3
 
 
+@pytest.mark.slow
+def test_host_syncs_benchmark_counts_both_models():
+    command = [sys.executable, str(REPO / "benchmarks" / "host_syncs.py")]
+    command += ["--labels", "ethanol", "water192", "--max-tokens", "1000"]
+    command += ["--model", '{"d_pet": 16, "d_readout": 16, "d_feedforward": 32}']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines()]
+    rows = [row for row in rows[2:] if len(row) == 4]
+    assert [row[:2] for row in rows] == [
+        [label, name]
+        for label in ("ethanol", "water192")
+        for name in ("ours", "metatrain pet")
+    ]
+    for row in rows:
+        counts = [int(part.rsplit(" ", 1)[1]) for part in row[3].split(", ")]
+        assert int(row[2]) == sum(counts) > 0
+    # one more plan of chunks per block where the 192 atoms need several chunks
+    assert int(rows[2][2]) == int(rows[0][2]) + 10
+    assert int(rows[3][2]) == int(rows[1][2])
+
+
 def test_water_bend_closes_one_angle_and_keeps_the_bonds():
     water_bend = _benchmark_module("water_bend")
     atoms = _benchmark_module("engines").load_system("water")
