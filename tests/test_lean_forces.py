@@ -13,6 +13,7 @@ from metatomic.torch import ModelOutput
 
 from metatrain_pet.pet.network import LEAN_FORCES_ABOVE, LEAN_LAST_BLOCK_ABOVE
 from metatrain_pet.runtime import set_lean_forces, set_max_tokens
+from metatrain_pet.systems.batch import longest_environment
 from pet_helpers import DATA, energy_model, system_from_atoms
 
 ENERGY = {"energy": ModelOutput(sample_kind="system")}
@@ -171,6 +172,34 @@ def test_training_and_other_outputs_keep_the_full_graph(slab, mode):
     energy = model.network([system], ENERGY)["energy"].block().values.sum()
     (force,) = torch.autograd.grad(energy, positions, create_graph=True)
     assert force.requires_grad
+
+
+@pytest.mark.parametrize("blocks", [2, 1])
+def test_lean_forces_count_the_graph_the_evaluation_would_keep(slab, blocks):
+    """Lean forces switch on where the graph the evaluation would keep otherwise
+    holds more than ``lean_forces_above`` tokens: with lean forces through the
+    last block, half of the two blocks' graph (rounded up); with one block, or
+    that mode off, all of it."""
+    model = energy_model([1, 8], num_gnn_layers=blocks)
+    network = model.network
+    system = system_from_atoms(model, slab)
+    width = longest_environment(system, network.neighbor_list_options)
+    tokens = network.graph_tokens(len(system) * width, width, system.positions)
+    calls = {"lean": 0, "last block": 0}
+    _count_calls(network, "_lean_energies", calls, "lean")
+    _count_calls(network, "_lean_last_block_energies", calls, "last block")
+    half = (tokens + 1) // 2
+    settings = [(half, 0), (half - 1, 0), (tokens - 1, -1), (tokens, -1)]
+    modes = []
+    for above, last_block_above in settings:
+        set_lean_forces(model, above, last_block_above)
+        before = dict(calls)
+        _energy_and_gradients(network, [system_from_atoms(model, slab)])
+        modes.append([key for key in calls if calls[key] > before[key]])
+    if blocks == 2:
+        assert modes == [["last block"], ["lean"], ["lean"], []]
+    else:
+        assert modes == [["lean"], ["lean"], ["lean"], []]
 
 
 def _hessian_times(network, system, direction):

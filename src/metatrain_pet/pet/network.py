@@ -60,17 +60,20 @@ from .targets import (
 )
 
 LEAN_FORCES_ABOVE = 3 << 16
-"""Tokens above which a batch is evaluated with lean forces by default, in the unit
-of :meth:`PETNetwork.graph_tokens` (float32 tokens of the default model in liquid
-water): about 3200 atoms of liquid water, where the graph of the blocks of the
-default model would hold ~5.6 GB in float32. On CPU, lean forces cost less time
-than the full graph from there on (first touching the graph's fresh pages costs
-more than their extra forward pass) for the default and the small model alike
-(``benchmarks/lean_crossover.py``)."""
+"""Tokens of graph above which a batch is evaluated with lean forces by default,
+in the unit of :meth:`PETNetwork.graph_tokens` (float32 tokens of the default
+model in liquid water), counting the graph the evaluation would keep otherwise
+(see :attr:`PETNetwork.lean_forces_above`): ~5.6 GB in float32. With the full
+graph (one block, layer-wise ECSE), about 3200 atoms of liquid water, from where
+lean forces cost less time on CPU (first touching the graph's fresh pages costs
+more than their extra forward pass); with lean forces through the last block (two
+blocks or more, the default), about 6300 atoms for the default model, that mode
+costing 0.88 of lean forces' time at 3456 atoms, 0.90-1.01 at 5184, and 0.92 for
+the small model at 12288 atoms (``benchmarks/lean_crossover.py``)."""
 
 
 LEAN_LAST_BLOCK_ABOVE = 1 << 16
-"""Tokens above which (and up to ``lean_forces_above``) a batch keeps the graph of
+"""Tokens above which (unless lean forces apply) a batch keeps the graph of
 every block but the last, whose forces are lean, by default, in the unit of
 :meth:`PETNetwork.graph_tokens`: about 1000 atoms of liquid water, ~1.9 GB of
 graph for the default model in float32. From there on it costs no more time than
@@ -114,14 +117,16 @@ class PETNetwork(torch.nn.Module):
     """Names of the per-atom inputs read from the systems (``atomic_inputs``)."""
     lean_forces_above: int
     """Evaluate energies for forces and stress with the memory of one chunk's
-    graph (:meth:`_lean_energies`) in batches of more than this many tokens,
-    counted by :meth:`graph_tokens` (0: always, -1: never); set by
+    graph (:meth:`_lean_energies`) in batches whose evaluation would otherwise
+    keep the graph of more than this many tokens, counted by :meth:`graph_tokens`:
+    the graph of every block, or (1 - 1/blocks) of it where lean forces through
+    the last block apply (0: always, -1: never); set by
     :func:`metatrain_pet.runtime.set_lean_forces`."""
     lean_last_block_above: int
     """Evaluate energies for forces and stress with lean forces through the last
     block only, keeping the graph of the others
     (:meth:`_lean_last_block_energies`), in batches of more than this many tokens
-    (:meth:`graph_tokens`) that are not lean (at most ``lean_forces_above``) and
+    (:meth:`graph_tokens`) that are not lean (see ``lean_forces_above``) and
     have no layer-wise ECSE frames (0: always, -1: never); set by
     :func:`metatrain_pet.runtime.set_lean_forces`."""
     graph_floats: int
@@ -269,14 +274,21 @@ class PETNetwork(torch.nn.Module):
         or of one lean through the last block only
         (:meth:`_lean_last_block_energies`); None when the evaluation is
         neither and keeps the full graph."""
+        tokens = self._batch_graph_tokens(environments, frames)
+        last = self._lean_last_block_target(
+            outputs, environments, subsets, frames, tokens
+        )
+        if last is not None:
+            # the graph of every block but the last, rounded up
+            blocks = len(self.message_passing.blocks)
+            tokens = (tokens * (blocks - 1) + blocks - 1) // blocks
         lean = self._lean_target(
-            outputs, environments, subsets, frames, frame_gradients is not None
+            outputs, environments, subsets, tokens, frame_gradients is not None
         )
         if lean is not None:
             return self._lean_energies(
                 lean, environments, subsets, frames, frame_gradients
             )
-        last = self._lean_last_block_target(outputs, environments, subsets, frames)
         if last is not None:
             return self._lean_last_block_energies(last, environments, subsets)
         return None
@@ -286,22 +298,21 @@ class PETNetwork(torch.nn.Module):
         outputs: Dict[str, ModelOutput],
         environments: Environments,
         subsets: List[AtomSubset],
-        frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        kept_tokens: int,
         forced: bool,
     ) -> Optional[str]:
         """The target of a lean evaluation (:meth:`_lean_energies`), or None when
-        the evaluation is not one: at most ``lean_forces_above`` tokens
-        (:meth:`graph_tokens`; with layer-wise ECSE, those of the (atom, frame)
-        rows), positions and cell not
-        requiring gradients, or no :meth:`_lean_output`. ``forced`` (frames
-        without autograd) skips the first two conditions."""
+        the evaluation is not one: the graph it would keep otherwise at most
+        ``lean_forces_above`` tokens (``kept_tokens``, see
+        :attr:`lean_forces_above`), positions and cell not requiring gradients,
+        or no :meth:`_lean_output`. ``forced`` (frames without autograd) skips
+        the first two conditions."""
         if forced:
             name = self._lean_output(outputs, subsets[-1].atoms is None)
             if name is None:
                 raise ValueError("frames without autograd need a lean evaluation")
             return name
-        tokens = self._batch_graph_tokens(environments, frames)
-        if self.lean_forces_above < 0 or tokens <= self.lean_forces_above:
+        if self.lean_forces_above < 0 or kept_tokens <= self.lean_forces_above:
             return None
         if not environments.geometry.requires_grad:
             return None
@@ -313,16 +324,18 @@ class PETNetwork(torch.nn.Module):
         environments: Environments,
         subsets: List[AtomSubset],
         frames: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        tokens: int,
     ) -> Optional[str]:
         """The target of an evaluation whose last block alone is lean
-        (:meth:`_lean_last_block_energies`), or None: without layer-wise ECSE,
-        with positions or cell requiring gradients, at least two blocks and
-        more than ``lean_last_block_above`` tokens (:meth:`graph_tokens`)."""
+        (:meth:`_lean_last_block_energies`) unless the whole evaluation is, or
+        None: without layer-wise ECSE, with positions or cell requiring
+        gradients, at least two blocks and more than ``lean_last_block_above``
+        ``tokens`` (:meth:`_batch_graph_tokens`)."""
         if frames is not None or len(self.message_passing.blocks) < 2:
             return None
         if self.lean_last_block_above < 0 or not environments.geometry.requires_grad:
             return None
-        if self._batch_graph_tokens(environments, frames) <= self.lean_last_block_above:
+        if tokens <= self.lean_last_block_above:
             return None
         return self._lean_output(outputs, subsets[-1].atoms is None)
 
