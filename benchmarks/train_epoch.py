@@ -3,6 +3,10 @@ process and interleaved, on an energy + forces dataset. Wall and CPU (process) t
 are both reported: on a shared machine the CPU time is the steadier of the two.
 
     python benchmarks/train_epoch.py --data ../shared/data/rmd17/ethanol_train_01.xyz
+
+``--profile`` adds, for one more run of each model, the self CPU time of its matrix
+products (``mm``, ``addmm``, ``bmm``) against all its operators' (``torch.profiler``),
+and the ratio ours would reach if everything but its matrix products were free.
 """
 
 import argparse
@@ -84,6 +88,20 @@ def train_seconds(name, model_hypers, info, dataset, batch_size, epochs, device=
     return train_times(name, model_hypers, info, dataset, batch_size, epochs, device)[0]
 
 
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def matrix_product_share(name, model_hypers, info, dataset, batch_size, epochs):
+    """(self CPU seconds of the matrix products, of all operators) of one
+    :func:`train_model` run, from ``torch.profiler``."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
+        train_model(name, model_hypers, info, dataset, batch_size, epochs)
+    events = p.key_averages()
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS)
+    total = sum(e.self_cpu_time_total for e in events)
+    return products * 1e-6, total * 1e-6
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True)
@@ -92,6 +110,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="matrix products")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger().setLevel(logging.WARNING)
@@ -118,6 +137,17 @@ def main():
             f"train/epoch ({kind} time): ours={ours:.2f}s peer={peer:.2f}s "
             f"ratio={ours / peer:.3f}"
         )
+    if args.profile:
+        shares = {
+            name: matrix_product_share(
+                name, hypers[name], info, dataset, args.batch_size, args.epochs
+            )
+            for name in (OURS, PEER)
+        }
+        for name, (products, total) in shares.items():
+            print(f"matrix products ({name}): {products:.3f} of {total:.3f} s")
+        bound = shares[OURS][0] / shares[PEER][1]
+        print(f"ratio with everything but ours' matrix products free: {bound:.3f}")
 
 
 if __name__ == "__main__":

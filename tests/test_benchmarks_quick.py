@@ -189,6 +189,26 @@ def test_host_syncs_benchmark_counts_both_models():
     assert int(rows[3][2]) == int(rows[1][2])
 
 
+@pytest.mark.slow
+def test_train_epoch_profile_gives_the_matrix_products_share():
+    command = [sys.executable, str(REPO / "benchmarks" / "train_epoch.py")]
+    command += ["--data", str(REPO / "tests" / "data" / "ethanol_40.xyz")]
+    command += ["--n-structures", "8", "--batch-size", "4", "--repeats", "1"]
+    command += ["--threads", "1", "--profile"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shares = re.findall(
+        r"matrix products \((.+)\): ([\d.]+) of ([\d.]+) s", result.stdout
+    )
+    assert [name for name, _, _ in shares] == ["experimental.pet_ecse", "pet"]
+    for _, products, total in shares:
+        assert 0.0 < float(products) < float(total)
+    bound = re.search(r"matrix products free: ([\d.]+)", result.stdout)
+    assert float(bound.group(1)) == pytest.approx(
+        float(shares[0][1]) / float(shares[1][2]), rel=1e-2
+    )
+
+
 def test_water_bend_closes_one_angle_and_keeps_the_bonds():
     water_bend = _benchmark_module("water_bend")
     atoms = _benchmark_module("engines").load_system("water")
