@@ -22,9 +22,7 @@ import time
 
 import inference
 import torch
-from matched_hypers import OURS, PEER
-
-NAMES = {OURS: "ours", PEER: "metatrain pet"}
+from matched_hypers import NAMES
 
 
 def measured_step(model, system) -> tuple:

@@ -15,11 +15,9 @@ import json
 
 import inference
 import torch
-from matched_hypers import OURS, PEER
+from matched_hypers import NAMES
 
 from metatrain_pet.host_syncs import count_host_syncs
-
-NAMES = {OURS: "ours", PEER: "metatrain pet"}
 
 
 def main():

@@ -16,6 +16,10 @@ OURS = "experimental.pet_ecse"
 PEER = "pet"
 
 
+NAMES = {OURS: "ours", PEER: "metatrain pet"}
+"""How tables name the two architectures."""
+
+
 def matched_hypers(**sizes) -> dict:
     """Model hypers of both architectures with the given sizes (default: ours)."""
     ours = copy.deepcopy(get_default_hypers(OURS)["model"])

@@ -21,9 +21,7 @@ import time
 
 import inference
 import torch
-from matched_hypers import OURS, PEER
-
-NAMES = {OURS: "ours", PEER: "metatrain pet"}
+from matched_hypers import NAMES
 
 
 def profile(model, system, top: int, steps: int, warmup: int):

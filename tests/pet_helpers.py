@@ -16,6 +16,9 @@ from metatrain_pet.pet.untrained import untrained_energy_model
 
 DATA = Path(__file__).parent / "data"
 
+LEAN_MODES = {"lean": (0, None), "last block": (-1, 0)}
+"""``set_lean_forces`` arguments of each lean mode (the full graph: ``(-1,)``)."""
+
 
 def tiny_hypers(**overrides) -> dict:
     hypers = copy.deepcopy(get_default_hypers(ARCHITECTURE_NAME)["model"])

@@ -2,24 +2,13 @@
 covers every atom and edge once within the token budget, and chunking changes the
 cost, never the energies, forces or training gradients."""
 
-import ase.io
 import pytest
 import torch
 from metatomic.torch import ModelOutput
 
 from metatrain_pet.nn.chunks import plan_chunks
 from metatrain_pet.runtime import set_max_tokens
-from pet_helpers import DATA, energy_and_forces, energy_model, system_from_atoms
-
-
-@pytest.fixture(scope="module")
-def slab():
-    """A water box with vacuum above and below: surface atoms have fewer
-    neighbours than those in the bulk, so environments differ in length."""
-    atoms = ase.io.read(DATA / "water64_2.xyz", "0")
-    atoms.cell[2] *= 2.0
-    atoms.pbc = [True, True, True]
-    return atoms
+from pet_helpers import energy_and_forces, energy_model, system_from_atoms
 
 
 def test_plan_covers_every_atom_and_edge_once_within_the_budget():

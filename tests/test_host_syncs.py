@@ -3,24 +3,15 @@ whose result the host reads waits for the kernels queued before it, so an energy
 forces step must make a fixed number of them, whatever the number of atoms, of
 chunks of environments and of lean-forces passes. Counted on CPU."""
 
-import ase.io
 import pytest
 import torch
 
 from metatrain_pet.host_syncs import count_host_syncs
 from metatrain_pet.runtime import set_lean_forces, set_max_tokens
-from pet_helpers import DATA, energy_and_forces, energy_model
+from pet_helpers import LEAN_MODES, energy_and_forces, energy_model
 
-MODES = {"full graph": (-1,), "lean": (0, None), "last block": (-1, 0)}
+MODES = {"full graph": (-1,), **LEAN_MODES}
 """``set_lean_forces`` arguments of each mode."""
-
-
-@pytest.fixture(scope="module")
-def slab():
-    """A water box with vacuum above and below (environments of many lengths)."""
-    atoms = ase.io.read(DATA / "water64_2.xyz", "0")
-    atoms.cell[2] *= 2.0
-    return atoms
 
 
 def test_the_counter_sees_scalars_lists_masks_and_data_dependent_sizes():

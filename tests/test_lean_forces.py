@@ -14,7 +14,7 @@ from metatomic.torch import ModelOutput
 from metatrain_pet.pet.network import LEAN_FORCES_ABOVE, LEAN_LAST_BLOCK_ABOVE
 from metatrain_pet.runtime import set_lean_forces, set_max_tokens
 from metatrain_pet.systems.batch import longest_environment
-from pet_helpers import DATA, energy_model, system_from_atoms
+from pet_helpers import LEAN_MODES, energy_model, system_from_atoms
 
 ENERGY = {"energy": ModelOutput(sample_kind="system")}
 
@@ -35,18 +35,6 @@ VARIANTS = {
 }
 
 
-MODES = {"lean": (0, None), "last block": (-1, 0)}
-"""``set_lean_forces`` arguments of each lean mode."""
-
-
-@pytest.fixture(scope="module")
-def slab():
-    """A water box with vacuum above and below (environments of many lengths)."""
-    atoms = ase.io.read(DATA / "water64_2.xyz", "0")
-    atoms.cell[2] *= 2.0
-    return atoms
-
-
 def _energy_and_gradients(network, systems):
     """Total energy and its gradients with respect to every system's positions
     and cell."""
@@ -61,7 +49,7 @@ def _energy_and_gradients(network, systems):
     ]
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", list(LEAN_MODES))
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=list(VARIANTS))
 def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant, mode):
     model = energy_model([1, 8], **VARIANTS[variant])
@@ -71,7 +59,7 @@ def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant, mod
     _count_calls(model.network, "_lean_last_block_energies", calls, "last block")
     results = []
     for lean in (False, True):
-        assert set_lean_forces(model, *(MODES[mode] if lean else (-1,))) == 1
+        assert set_lean_forces(model, *(LEAN_MODES[mode] if lean else (-1,))) == 1
         results.append(
             _energy_and_gradients(model.network, [system_from_atoms(model, slab)])
         )
@@ -86,12 +74,12 @@ def test_lean_energies_forces_and_stress_equal_the_full_graph(slab, variant, mod
         torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", list(LEAN_MODES))
 def test_lean_gradient_of_one_structure_of_a_batch(slab, mode):
     """The gradient of one structure's energy leaves the others' atoms alone:
     the linear term that carries the gradients is split by structure."""
     model = energy_model([1, 8])
-    set_lean_forces(model, *MODES[mode])
+    set_lean_forces(model, *LEAN_MODES[mode])
     systems = [system_from_atoms(model, slab), system_from_atoms(model, slab[:30])]
     for system in systems:
         system.positions.requires_grad_(True)
@@ -104,7 +92,7 @@ def test_lean_gradient_of_one_structure_of_a_batch(slab, mode):
     torch.testing.assert_close(second, expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", list(LEAN_MODES))
 def test_lean_batches_with_empty_and_lonely_environments(slab, mode):
     """A batch of an empty box, one atom, a molecule in vacuum with a hydrogen far
     from it, and the film: systems and atoms with no edges, in chunks of their
@@ -123,7 +111,7 @@ def test_lean_batches_with_empty_and_lonely_environments(slab, mode):
     ]
     results = []
     for lean in (False, True):
-        set_lean_forces(model, *(MODES[mode] if lean else (-1,)))
+        set_lean_forces(model, *(LEAN_MODES[mode] if lean else (-1,)))
         systems = [system_from_atoms(model, atoms) for atoms in batch]
         results.append(_energy_and_gradients(model.network, systems))
     assert calls[mode] == 1
@@ -136,14 +124,14 @@ def test_lean_batches_with_empty_and_lonely_environments(slab, mode):
     assert float(molecule[:-1].abs().max()) > 0.0
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", list(LEAN_MODES))
 def test_lean_forces_in_the_scripted_network(slab, mode):
     model = energy_model([1, 8])
     scripted = torch.jit.script(model.network)
     set_max_tokens(scripted, 300)
     results = []
     for lean in (False, True):
-        assert set_lean_forces(scripted, *(MODES[mode] if lean else (-1,))) == 1
+        assert set_lean_forces(scripted, *(LEAN_MODES[mode] if lean else (-1,))) == 1
         system = system_from_atoms(model, slab)
         results.append(_energy_and_gradients(scripted, [system]))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-13, atol=0.0)
@@ -151,12 +139,12 @@ def test_lean_forces_in_the_scripted_network(slab, mode):
         torch.testing.assert_close(lean_gradient, gradient, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", list(LEAN_MODES))
 def test_training_and_other_outputs_keep_the_full_graph(slab, mode):
     """Lean forces never change training (double backward) nor per-atom
     outputs, whose gradients the linear term could not carry."""
     model = energy_model([1, 8])
-    set_lean_forces(model, *MODES[mode])
+    set_lean_forces(model, *LEAN_MODES[mode])
     per_atom = {"energy": ModelOutput(sample_kind="atom")}
     system = system_from_atoms(model, slab)
     positions = system.positions.requires_grad_(True)
@@ -167,7 +155,7 @@ def test_training_and_other_outputs_keep_the_full_graph(slab, mode):
     (expected,) = torch.autograd.grad(reference[0, 0], positions)
     torch.testing.assert_close(gradient, expected, rtol=1e-12, atol=1e-14)
 
-    set_lean_forces(model, *MODES[mode])
+    set_lean_forces(model, *LEAN_MODES[mode])
     model.network.train()
     energy = model.network([system], ENERGY)["energy"].block().values.sum()
     (force,) = torch.autograd.grad(energy, positions, create_graph=True)
