@@ -190,6 +190,33 @@ def test_host_syncs_benchmark_counts_both_models():
 
 
 @pytest.mark.slow
+def test_fixed_cost_fits_a_line_through_the_ethanol_copies():
+    command = [sys.executable, str(REPO / "benchmarks" / "fixed_cost.py")]
+    command += ["--copies", "1", "2", "--repeats", "2"]
+    command += ["--model", '{"d_pet": 16, "d_readout": 16, "d_feedforward": 32}']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines()]
+    rows = [row for row in rows[2:] if len(row) == 5]
+    assert [(row[0], int(row[1])) for row in rows] == [
+        ("water", 3),
+        ("ethanol1", 9),
+        ("ethanol2", 18),
+    ]
+    for name in ("ours", "metatrain pet"):
+        column = 2 if name == "ours" else 3
+        fit = re.search(
+            rf"^{name}: ([-\d.]+) ms per step \+ ([-\d.]+) ms per atom$",
+            result.stdout,
+            re.MULTILINE,
+        )
+        # two points: the line goes through both
+        one, two = (float(row[column]) for row in rows[1:])
+        assert float(fit.group(2)) == pytest.approx((two - one) / 9, abs=2e-3)
+        assert float(fit.group(1)) == pytest.approx(2 * one - two, abs=3e-2)
+
+
+@pytest.mark.slow
 def test_train_epoch_profile_gives_the_matrix_products_share():
     command = [sys.executable, str(REPO / "benchmarks" / "train_epoch.py")]
     command += ["--data", str(REPO / "tests" / "data" / "ethanol_40.xyz")]
