@@ -608,3 +608,35 @@ def test_zero_epochs_are_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         train(Trainer(trainer_hypers(num_epochs=0)), model, data, tmp_path)
     assert any("no epoch will be trained" in r.message for r in caplog.records)
+
+
+def test_non_finite_energies_are_named_before_training(tmp_path, monkeypatch, caplog):
+    """metatrain reads a NaN label as a missing one, but its composition fit turns
+    one NaN energy into NaN baselines: every energy target became NaN, the energy
+    loss silently zero, and the first epoch ended in a ZeroDivisionError."""
+    frames = ase.io.read(DATA / "ethanol_40.xyz", ":16")
+    for frame in frames:
+        frame.info["energy"] = frame.get_potential_energy()
+        frame.arrays["forces"] = frame.get_forces()
+        frame.calc = None
+    frames[2].info["energy"] = float("nan")
+    frames[7].info["energy"] = float("inf")
+    ase.io.write(tmp_path / "train.xyz", frames[:12])
+    ase.io.write(tmp_path / "val.xyz", frames[12:])
+    monkeypatch.chdir(tmp_path)
+    targets = {"energy": {"key": "energy", "unit": "eV", "forces": {"key": "forces"}}}
+    options = copy.deepcopy(OPTIONS)
+    options["training_set"] = {
+        "systems": {"read_from": "train.xyz", "length_unit": "A"},
+        "targets": targets,
+    }
+    options["validation_set"] = {
+        "systems": {"read_from": "val.xyz", "length_unit": "A"},
+        "targets": targets,
+    }
+    with caplog.at_level(logging.INFO), pytest.raises(Exception) as error:
+        train_model(OmegaConf.create(options))
+    message = str(error.value) + str(error.value.__cause__)
+    assert "composition baseline of target 'energy' is not finite" in message
+    assert "structures 2, 7 of the data read for training set 0" in message
+    assert not started_training(caplog)

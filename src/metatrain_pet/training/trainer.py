@@ -50,6 +50,7 @@ from .augmentation import (
     check_environment_augmentation,
     set_environment_rotation,
 )
+from .baselines import check_composition_baseline
 from .loss import NormalizedLoss, expand_loss_hypers
 from .schedule import learning_rate_factor
 
@@ -200,6 +201,7 @@ class Trainer(TrainerInterface[TrainerHypers]):
             is_distributed=self._processes.distributed,
             checkpoint_dir=checkpoint_dir,
         )
+        check_composition_baseline(model.additive_models[0], train_datasets)
         if self.hypers["scale_targets"]:
             train_or_load_scaler(
                 scaler=model.scaler,
