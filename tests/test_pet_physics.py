@@ -187,6 +187,20 @@ def test_unknown_species_is_a_clear_error(model):
         energy_and_forces(model, atoms)
 
 
+@pytest.mark.parametrize(
+    "cutoffs, message",
+    [
+        ((-1.0, 0.5), r"cutoff must be > 0 \(in Å\), got -1.0"),
+        ((float("nan"), 0.5), r"cutoff must be > 0 \(in Å\), got nan"),
+        ((3.0, 0.0), r"cutoff_width must be in \(0, cutoff\], got 0.0"),
+        ((3.0, 3.5), r"cutoff_width must be in \(0, cutoff\], got 3.5"),
+    ],
+)
+def test_bad_cutoffs_are_refused_by_name(cutoffs, message):
+    with pytest.raises(ValueError, match=message):
+        energy_model([6], cutoff=cutoffs[0], cutoff_width=cutoffs[1])
+
+
 def test_nan_positions_are_a_clear_error(model):
     system = system_from_atoms(model, ase.Atoms("CO", positions=[[0, 0, 0], [1, 0, 0]]))
     nan_system = System(

@@ -148,6 +148,8 @@ class PETNetwork(torch.nn.Module):
         self.atomic_types = sorted(atomic_types)
         self.cutoff = float(hypers["cutoff"])
         self.cutoff_width = float(hypers["cutoff_width"])
+        if not self.cutoff > 0.0:
+            raise ValueError(f"cutoff must be > 0 (in Å), got {self.cutoff}")
         if not 0.0 < self.cutoff_width <= self.cutoff:
             raise ValueError(
                 f"cutoff_width must be in (0, cutoff], got {self.cutoff_width} "
