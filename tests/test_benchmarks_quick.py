@@ -203,8 +203,7 @@ def test_fixed_cost_fits_a_line_through_the_ethanol_copies():
         ("ethanol1", 9),
         ("ethanol2", 18),
     ]
-    for name in ("ours", "metatrain pet"):
-        column = 2 if name == "ours" else 3
+    for name, column in (("ours", 2), ("metatrain pet", 3)):
         fit = re.search(
             rf"^{name}: ([-\d.]+) ms per step \+ ([-\d.]+) ms per atom$",
             result.stdout,
