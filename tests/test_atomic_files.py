@@ -121,3 +121,46 @@ def test_written_files_get_the_permissions_open_would_give(tmp_path):
         assert kept.read_bytes() == b"model"
     finally:
         os.umask(previous)
+
+
+def test_a_file_cut_short_is_named_when_read(checkpoint, tmp_path, capsys):
+    """A model or checkpoint copied only in part used to stop the commands with
+    torch's ``[Errno 22] Invalid argument`` or a miniz error naming no file."""
+    from metatrain.cli.export import export_model
+
+    from metatrain_pet.cli import main
+
+    model = tmp_path / "model.pt"
+    export_model(str(checkpoint), str(model))
+    cut = {}
+    for path in (checkpoint, model):
+        cut[path.suffix] = tmp_path / f"cut{path.suffix}"
+        cut[path.suffix].write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    structures = Path(__file__).parent / "data" / "ethanol_40.xyz"
+    commands = [
+        ["ecse", cut[".ckpt"], "-o", tmp_path / "a.pt"],
+        ["ecse", cut[".pt"], "-o", tmp_path / "b.pt"],
+        ["ensemble", model, cut[".ckpt"], "-o", tmp_path / "c.pt"],
+        ["symmetry-report", cut[".pt"], structures],
+    ]
+    for command in commands:
+        assert main([str(part) for part in command]) == 1
+        error = capsys.readouterr().err
+        assert "is not a whole model or checkpoint file" in error, error
+        assert str(tmp_path / "cut.") in error
+    assert not any((tmp_path / name).exists() for name in ("a.pt", "b.pt", "c.pt"))
+
+
+def test_a_whole_archive_keeps_the_loader_error(tmp_path):
+    import zipfile
+
+    import torch
+
+    from metatrain_pet.files import read_archive
+
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(Exception) as error:
+        read_archive(path, lambda file: torch.load(file, weights_only=False))
+    assert "is not a whole model" not in str(error.value)

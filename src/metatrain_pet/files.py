@@ -1,13 +1,14 @@
 """Writing files without ever losing one: every model and checkpoint is written to a
 temporary file beside its target and renamed over it only once complete (a kill or
 a full disk leaves the old file as it was), and a command never writes over its own
-input."""
+input. Reading them back names the file when it is missing or not a whole archive
+(a copy cut short)."""
 
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 import metatomic.torch
 import torch
@@ -60,6 +61,48 @@ def save_model(model, output: str, inputs: Sequence[str] = ()) -> None:
                 "input is never overwritten"
             )
     write_atomically(target, lambda path: model.save(path, collect_extensions=None))
+
+
+Loaded = TypeVar("Loaded")
+
+END_RECORD_SIZE = 22
+"""Bytes of a zip archive's end-of-central-directory record without a comment."""
+
+
+def read_archive(path: Union[str, Path], load: Callable[[str], Loaded]) -> Loaded:
+    """``load(path)`` for a model or checkpoint file (a PyTorch zip archive),
+    with an error naming the file when it does not exist or is not a whole
+    archive (torch then says only ``[Errno 22] Invalid argument`` or ``failed
+    finding central directory``).
+
+    :raises FileNotFoundError: if ``path`` is not a file
+    :raises ValueError: if ``load`` fails and ``path`` is not a zip archive
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file '{path}' does not exist")
+    try:
+        return load(str(path))
+    except Exception as error:  # torch and metatomic raise several kinds
+        if _ends_as_a_zip_archive(path):
+            raise
+        raise ValueError(
+            f"'{path}' is not a whole model or checkpoint file ({path.stat().st_size} "
+            "bytes, not a complete zip archive): it was cut short or is another "
+            "kind of file"
+        ) from error
+
+
+def _ends_as_a_zip_archive(path: Path) -> bool:
+    """Whether the file ends with the end-of-central-directory record of a zip
+    archive, as a whole PyTorch archive (written without a comment) does: a copy
+    cut short does not, even when an archive stored inside it still looks whole
+    to ``zipfile.is_zipfile``."""
+    with open(path, "rb") as file:
+        if file.seek(0, os.SEEK_END) < END_RECORD_SIZE:
+            return False
+        file.seek(-END_RECORD_SIZE, os.SEEK_END)
+        return file.read(4) == b"PK\x05\x06"
 
 
 def save_checkpoint(checkpoint: Any, output: Union[str, Path]) -> None:

@@ -6,7 +6,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from ..cli import add_extensions_argument
-from ..files import save_model
+from ..files import read_archive, save_model
 from .hypers import ADAPTIVE_FALLBACKS, PRESETS
 
 
@@ -169,12 +169,15 @@ def _symmetrized_export(args: argparse.Namespace, preset: str, params: Dict[str,
 
     from .wrapper import symmetrize
 
-    model = load_atomistic_model(args.model, args.extensions_directory)
+    def load(path: str):
+        return load_atomistic_model(path, args.extensions_directory)
+
+    model = read_archive(args.model, load)
     if model.capabilities().dtype == "float32":
         print(FLOAT32_NOTE, file=sys.stderr)
     aux_model = None
     if args.aux is not None:
-        aux_model = load_atomistic_model(args.aux, args.extensions_directory)
+        aux_model = read_archive(args.aux, load)
     return symmetrize(model, aux_model=aux_model, preset=preset, **params)
 
 
@@ -191,7 +194,9 @@ def symmetrized_checkpoint(
 
     from .hypers import resolve_ecse_hypers, resolve_layerwise_hypers
 
-    checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+    checkpoint = read_archive(
+        path, lambda file: torch.load(file, weights_only=False, map_location="cpu")
+    )
     name = checkpoint.get("architecture_name")
     if name != "experimental.pet_ecse":
         raise ValueError(

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import add_extensions_argument
-from ..files import save_model
+from ..files import read_archive, save_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,12 +38,12 @@ def run_ensemble(args: argparse.Namespace) -> None:
 def _load(path: Path, extensions):
     """An exported model from a checkpoint of any metatrain architecture, or from
     an exported ``.pt``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"model file '{path}' does not exist")
     if path.suffix == ".ckpt":
         from metatrain.utils.io import load_model
 
-        return load_model(str(path)).export()
+        return read_archive(path, load_model).export()
     from metatomic.torch import load_atomistic_model
 
-    return load_atomistic_model(str(path), extensions_directory=extensions)
+    return read_archive(
+        path, lambda file: load_atomistic_model(file, extensions_directory=extensions)
+    )

@@ -8,7 +8,7 @@ from typing import Optional
 from metatomic.torch import AtomisticModel, load_atomistic_model
 
 from ..cli import add_extensions_argument
-from ..files import save_model
+from ..files import read_archive, save_model
 from ..systems.checks import read_structures
 from .grid import grid_average, grid_evaluation_count
 from .random_rotation import random_rotation_average
@@ -121,10 +121,11 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_model(path: Path, extensions: Optional[Path]) -> AtomisticModel:
-    """Load an exported model, naming the file when it does not exist."""
-    if not path.is_file():
-        raise FileNotFoundError(f"model file '{path}' does not exist")
-    return load_atomistic_model(str(path), extensions_directory=extensions)
+    """Load an exported model, naming the file when it does not exist or is not
+    a whole archive."""
+    return read_archive(
+        path, lambda file: load_atomistic_model(file, extensions_directory=extensions)
+    )
 
 
 def run_average(args: argparse.Namespace) -> None:
