@@ -76,7 +76,8 @@ def read_archive(path: Union[str, Path], load: Callable[[str], Loaded]) -> Loade
     finding central directory``).
 
     :raises FileNotFoundError: if ``path`` is not a file
-    :raises ValueError: if ``load`` fails and ``path`` is not a zip archive
+    :raises ValueError: if ``load`` fails and ``path`` does not end as a whole
+        zip archive does (other failures of ``load`` are raised as they are)
     """
     path = Path(path)
     if not path.is_file():
