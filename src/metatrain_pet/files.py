@@ -94,6 +94,20 @@ def read_archive(path: Union[str, Path], load: Callable[[str], Loaded]) -> Loade
         ) from error
 
 
+def load_exported_model(
+    path: Union[str, Path], extensions: Optional[Union[str, Path]] = None
+) -> metatomic.torch.AtomisticModel:
+    """An exported metatomic model (with the TorchScript extensions in
+    ``extensions``), read through :func:`read_archive`."""
+    directory = None if extensions is None else str(extensions)
+    return read_archive(
+        path,
+        lambda file: metatomic.torch.load_atomistic_model(
+            file, extensions_directory=directory
+        ),
+    )
+
+
 def _ends_as_a_zip_archive(path: Path) -> bool:
     """Whether the file ends with the end-of-central-directory record of a zip
     archive, as a whole PyTorch archive (written without a comment) does: a copy

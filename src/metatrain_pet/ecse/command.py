@@ -6,7 +6,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from ..cli import add_extensions_argument
-from ..files import read_archive, save_model
+from ..files import load_exported_model, read_archive, save_model
 from .hypers import ADAPTIVE_FALLBACKS, PRESETS
 
 
@@ -165,19 +165,15 @@ FLOAT32_NOTE = (
 
 def _symmetrized_export(args: argparse.Namespace, preset: str, params: Dict[str, Any]):
     """An exported model wrapped by :func:`~.wrapper.symmetrize`."""
-    from metatomic.torch import load_atomistic_model
 
     from .wrapper import symmetrize
 
-    def load(path: str):
-        return load_atomistic_model(path, args.extensions_directory)
-
-    model = read_archive(args.model, load)
+    model = load_exported_model(args.model, args.extensions_directory)
     if model.capabilities().dtype == "float32":
         print(FLOAT32_NOTE, file=sys.stderr)
     aux_model = None
     if args.aux is not None:
-        aux_model = read_archive(args.aux, load)
+        aux_model = load_exported_model(args.aux, args.extensions_directory)
     return symmetrize(model, aux_model=aux_model, preset=preset, **params)
 
 

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import add_extensions_argument
-from ..files import read_archive, save_model
+from ..files import load_exported_model, read_archive, save_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +42,4 @@ def _load(path: Path, extensions):
         from metatrain.utils.io import load_model
 
         return read_archive(path, load_model).export()
-    from metatomic.torch import load_atomistic_model
-
-    return read_archive(
-        path, lambda file: load_atomistic_model(file, extensions_directory=extensions)
-    )
+    return load_exported_model(path, extensions)

@@ -3,12 +3,11 @@
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
 
-from metatomic.torch import AtomisticModel, load_atomistic_model
+from metatomic.torch import AtomisticModel
 
 from ..cli import add_extensions_argument
-from ..files import read_archive, save_model
+from ..files import load_exported_model, save_model
 from ..systems.checks import read_structures
 from .grid import grid_average, grid_evaluation_count
 from .random_rotation import random_rotation_average
@@ -120,14 +119,6 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_symmetry_report)
 
 
-def load_model(path: Path, extensions: Optional[Path]) -> AtomisticModel:
-    """Load an exported model, naming the file when it does not exist or is not
-    a whole archive."""
-    return read_archive(
-        path, lambda file: load_atomistic_model(file, extensions_directory=extensions)
-    )
-
-
 def run_average(args: argparse.Namespace) -> None:
     """Build and save the averaged model requested on the command line."""
     if args.seed is not None and not args.random:
@@ -140,7 +131,7 @@ def run_average(args: argparse.Namespace) -> None:
     if args.as_variant is not None:
         validate_variant_name(args.as_variant)
 
-    raw = load_model(args.model, args.extensions_directory)
+    raw = load_exported_model(args.model, args.extensions_directory)
     if args.random:
         averaged = random_rotation_average(
             raw, seed=args.seed, inversion=not args.no_inversion
@@ -183,7 +174,7 @@ def run_symmetry_report(args: argparse.Namespace) -> None:
                 order for order in DEFAULT_CONVERGENCE_ORDERS if order < args.order
             ]
 
-    raw = load_model(args.model, args.extensions_directory)
+    raw = load_exported_model(args.model, args.extensions_directory)
     ecse = load_ecse_model(raw) if args.ecse else None
     report = build_report(raw, structures, args.order, ecse, convergence_orders)
     report["model"] = str(args.model)
